@@ -19,6 +19,12 @@ pub const NONCE_MEMORY: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum ChannelEvent {
+    /// The channel's stream begins: recorded together with the guild's `ChannelCreated`
+    /// so that a command on the channel finds its guild without a read model.
+    ChannelOpened {
+        channel_id: ChannelId,
+        guild_id: Option<GuildId>,
+    },
     MessageCreated {
         message_id: MessageId,
         channel_id: ChannelId,
@@ -37,6 +43,7 @@ pub enum ChannelEvent {
     },
 }
 domain_event!(ChannelEvent {
+    ChannelOpened,
     MessageCreated,
     MessageEdited,
     MessageDeleted
@@ -50,6 +57,8 @@ pub struct MessageState {
 
 #[derive(Debug, Clone, Default)]
 pub struct ChannelState {
+    pub channel_id: Option<ChannelId>,
+    pub guild_id: Option<GuildId>,
     pub last_message_id: Option<MessageId>,
     pub messages: HashMap<MessageId, MessageState>,
     nonces: HashMap<(UserId, Nonce), MessageId>,
@@ -67,6 +76,13 @@ impl Aggregate for ChannelState {
     type Event = ChannelEvent;
     fn evolve(&mut self, event: &ChannelEvent) {
         match event {
+            ChannelEvent::ChannelOpened {
+                channel_id,
+                guild_id,
+            } => {
+                self.channel_id = Some(*channel_id);
+                self.guild_id = *guild_id;
+            }
             ChannelEvent::MessageCreated {
                 message_id,
                 author_id,
