@@ -1,0 +1,432 @@
+//! Group commit, shared by the SQL backends.
+//!
+//! Callers never write to the database themselves: `append_many` validates and serializes
+//! its events on the caller's task, sends a [`Request`] to the backend's single appender
+//! task and awaits the reply. The appender takes every request queued at that moment
+//! ([`next_batch`]), opens one write transaction, loads the current revision of every
+//! stream the batch touches and any already stored event ids, and then decides each
+//! request in order, in memory, with a [`Decider`]: a request that fails (wrong expected
+//! revision, reused event id) writes nothing and does not fail the others, and a later
+//! request in the batch sees the revisions written by the earlier ones. The accepted rows
+//! are inserted together and committed once, and only then is every caller answered.
+//!
+//! The decision rules are those of [`crate::memory::MemoryStore`], the reference.
+
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::{
+    validate, AppendResult, ExpectedRevision, Position, Result, Revision, StoreError, StreamAppend,
+};
+
+/// The most requests one group commit takes.
+const MAX_BATCH_REQUESTS: usize = 1024;
+/// A group commit stops taking requests once it holds this many events (a single request
+/// may be larger; it is then committed alone).
+const MAX_BATCH_EVENTS: usize = 8192;
+/// How many requests may wait for the appender before callers are slowed down.
+pub(crate) const QUEUE_DEPTH: usize = 4096;
+
+/// An event ready to be written: its data and metadata already serialized to JSON text.
+#[derive(Debug)]
+pub(crate) struct PreparedEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub version: u16,
+    pub data: String,
+    pub metadata: String,
+}
+
+/// One stream's part of a prepared append.
+#[derive(Debug)]
+pub(crate) struct PreparedAppend {
+    pub stream_id: String,
+    pub expected: ExpectedRevision,
+    pub events: Vec<PreparedEvent>,
+}
+
+/// Validates an append and serializes its events, on the caller's task.
+pub(crate) fn prepare(appends: Vec<StreamAppend>) -> Result<Vec<PreparedAppend>> {
+    validate(&appends)?;
+    appends
+        .into_iter()
+        .map(|part| {
+            let events = part
+                .events
+                .into_iter()
+                .map(|e| {
+                    Ok(PreparedEvent {
+                        event_id: e.event_id,
+                        data: serde_json::to_string(&e.data).map_err(|err| {
+                            StoreError::InvalidAppend(format!("event {}: {err}", e.event_id))
+                        })?,
+                        metadata: serde_json::to_string(&e.metadata).map_err(|err| {
+                            StoreError::InvalidAppend(format!("event {}: {err}", e.event_id))
+                        })?,
+                        event_type: e.event_type,
+                        version: e.version,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(PreparedAppend {
+                stream_id: part.stream_id,
+                expected: part.expected,
+                events,
+            })
+        })
+        .collect()
+}
+
+/// The answer to one request.
+pub(crate) type Outcome = Result<Vec<AppendResult>>;
+/// Where the appender sends a request's answer.
+pub(crate) type Reply = oneshot::Sender<Outcome>;
+
+/// What a caller asks of the appender.
+pub(crate) struct Request {
+    pub appends: Vec<PreparedAppend>,
+    pub reply: Reply,
+}
+
+/// A batch that a backend has committed (or found nothing to write in): each request's
+/// outcome, in order, and the head of the log afterwards.
+pub(crate) struct Committed {
+    pub outcomes: Vec<Outcome>,
+    pub head: Position,
+}
+
+impl Request {
+    fn event_count(&self) -> usize {
+        self.appends.iter().map(|a| a.events.len()).sum()
+    }
+}
+
+/// Sends a request to the appender and waits for its answer.
+pub(crate) async fn submit(
+    requests: &mpsc::Sender<Request>,
+    appends: Vec<PreparedAppend>,
+) -> Result<Vec<AppendResult>> {
+    let (reply, answer) = oneshot::channel();
+    requests
+        .send(Request { appends, reply })
+        .await
+        .map_err(|_| StoreError::Backend("the appender task has stopped".into()))?;
+    answer.await.map_err(|_| {
+        StoreError::Backend("the appender task stopped before answering; the append may or may not have been committed".into())
+    })?
+}
+
+/// Waits for at least one request, then takes every request already queued, up to the
+/// batch limits. `None` once every sender is gone.
+pub(crate) async fn next_batch(requests: &mut mpsc::Receiver<Request>) -> Option<Vec<Request>> {
+    let first = requests.recv().await?;
+    let mut events = first.event_count();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH_REQUESTS && events < MAX_BATCH_EVENTS {
+        match requests.try_recv() {
+            Ok(request) => {
+                events += request.event_count();
+                batch.push(request);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// The distinct streams and the event ids of a batch: what the appender must load.
+pub(crate) fn batch_keys(batch: &[Vec<PreparedAppend>]) -> (Vec<String>, Vec<Uuid>) {
+    let mut streams = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::new();
+    for part in batch.iter().flatten() {
+        if seen.insert(part.stream_id.as_str()) {
+            streams.push(part.stream_id.clone());
+        }
+        ids.extend(part.events.iter().map(|e| e.event_id));
+    }
+    (streams, ids)
+}
+
+/// An event already in the log, as far as idempotency checks need it.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownEvent {
+    pub stream_id: String,
+    pub revision: Revision,
+    pub position: Position,
+}
+
+/// A row to insert into `events`.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub position: Position,
+    pub stream_id: String,
+    pub revision: Revision,
+    pub event: PreparedEvent,
+}
+
+/// Decides the requests of one batch in order, in memory, against the state loaded in
+/// the batch's transaction plus whatever earlier requests of the batch wrote.
+#[derive(Debug)]
+pub(crate) struct Decider {
+    head: Position,
+    revisions: HashMap<String, Revision>,
+    known: HashMap<Uuid, KnownEvent>,
+    rows: Vec<Row>,
+}
+
+impl Decider {
+    /// `revisions` holds the current revision of the batch's streams (missing means 0),
+    /// `known` the batch's event ids that are already stored, `head` the log's head.
+    pub fn new(
+        head: Position,
+        revisions: HashMap<String, Revision>,
+        known: HashMap<Uuid, KnownEvent>,
+    ) -> Self {
+        Decider {
+            head,
+            revisions,
+            known,
+            rows: Vec::new(),
+        }
+    }
+
+    fn revision(&self, stream_id: &str) -> Revision {
+        self.revisions.get(stream_id).copied().unwrap_or(0)
+    }
+
+    /// Whether an append part is a retry of one already stored: `Ok(Some(result))` for a
+    /// full retry, `Ok(None)` when none of its ids are known, an error when only some
+    /// are or they belong elsewhere.
+    fn existing_result(&self, part: &PreparedAppend) -> Result<Option<AppendResult>> {
+        let found: Vec<Option<&KnownEvent>> = part
+            .events
+            .iter()
+            .map(|e| self.known.get(&e.event_id))
+            .collect();
+        let Some(first_known) = part
+            .events
+            .iter()
+            .zip(&found)
+            .find_map(|(e, f)| f.map(|_| e.event_id))
+        else {
+            return Ok(None);
+        };
+        let mut prev: Option<&KnownEvent> = None;
+        for (e, f) in part.events.iter().zip(&found) {
+            let Some(f) = f else {
+                return Err(StoreError::DuplicateEventId(first_known));
+            };
+            if f.stream_id != part.stream_id || prev.is_some_and(|p| f.revision != p.revision + 1) {
+                return Err(StoreError::DuplicateEventId(e.event_id));
+            }
+            prev = Some(f);
+        }
+        Ok(prev.map(|last| AppendResult {
+            revision: last.revision,
+            position: last.position,
+        }))
+    }
+
+    /// Decides one request: either every part is accepted (its rows are queued for
+    /// insertion and the state advances) or nothing changes and the error is returned.
+    pub fn decide(&mut self, appends: Vec<PreparedAppend>) -> Result<Vec<AppendResult>> {
+        // Phase 1: check, changing nothing.
+        let mut retries = Vec::with_capacity(appends.len());
+        for part in &appends {
+            let existing = self.existing_result(part)?;
+            if existing.is_none() {
+                let actual = self.revision(&part.stream_id);
+                if !part.expected.matches(actual) {
+                    return Err(StoreError::WrongExpectedRevision {
+                        stream: part.stream_id.clone(),
+                        expected: part.expected,
+                        actual,
+                    });
+                }
+            }
+            retries.push(existing);
+        }
+        if retries.iter().any(Option::is_some) && retries.iter().any(Option::is_none) {
+            // Part of an atomic append was stored and part was not: not a retry of it.
+            let id = appends
+                .iter()
+                .zip(&retries)
+                .find(|(_, r)| r.is_some())
+                .and_then(|(part, _)| part.events.first())
+                .map(|e| e.event_id)
+                .unwrap_or_default();
+            return Err(StoreError::DuplicateEventId(id));
+        }
+        // Phase 2: write (into the batch), which cannot fail.
+        let mut results = Vec::with_capacity(appends.len());
+        for (part, existing) in appends.into_iter().zip(retries) {
+            if let Some(result) = existing {
+                results.push(result);
+                continue;
+            }
+            let mut revision = self.revision(&part.stream_id);
+            for event in part.events {
+                revision += 1;
+                self.head += 1;
+                self.known.insert(
+                    event.event_id,
+                    KnownEvent {
+                        stream_id: part.stream_id.clone(),
+                        revision,
+                        position: self.head,
+                    },
+                );
+                self.rows.push(Row {
+                    position: self.head,
+                    stream_id: part.stream_id.clone(),
+                    revision,
+                    event,
+                });
+            }
+            self.revisions.insert(part.stream_id, revision);
+            results.push(AppendResult {
+                revision,
+                position: self.head,
+            });
+        }
+        Ok(results)
+    }
+
+    /// The head of the log once the batch's rows are committed.
+    pub fn head(&self) -> Position {
+        self.head
+    }
+
+    /// The rows to insert, in position order.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+}
+
+/// Decides every request of a batch; returns each request's outcome.
+pub(crate) fn decide_all(decider: &mut Decider, batch: Vec<Vec<PreparedAppend>>) -> Vec<Outcome> {
+    batch.into_iter().map(|r| decider.decide(r)).collect()
+}
+
+/// Splits a batch of requests into their appends and their reply channels.
+pub(crate) fn split(batch: Vec<Request>) -> (Vec<Vec<PreparedAppend>>, Vec<Reply>) {
+    batch.into_iter().map(|r| (r.appends, r.reply)).unzip()
+}
+
+/// Answers every caller of a batch: with its own outcome when the batch committed, with
+/// the backend error when it did not (then nothing of the batch was written, unless the
+/// connection failed during COMMIT itself, which a retry with the same ids resolves).
+pub(crate) fn reply_all(replies: Vec<Reply>, outcome: Result<Vec<Outcome>, String>) {
+    match outcome {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                // The caller may have given up waiting; its append stands regardless.
+                let _ = reply.send(result);
+            }
+        }
+        Err(message) => {
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Backend(message.clone())));
+            }
+        }
+    }
+}
+
+/// The newest position a store knows of, shared by its appender and its watchers.
+#[derive(Debug)]
+pub(crate) struct Head(watch::Sender<Position>);
+
+impl Head {
+    pub fn new(position: Position) -> Self {
+        Head(watch::channel(position).0)
+    }
+
+    /// Moves the head forwards (never backwards), waking watchers if it moved.
+    pub fn advance(&self, position: Position) {
+        self.0.send_if_modified(|head| {
+            if position > *head {
+                *head = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Position> {
+        self.0.subscribe()
+    }
+}
+
+/// Aborts a store's background tasks (head polling, LISTEN) when the last handle to the
+/// store is dropped. The appender needs no guard: it ends when its queue closes.
+#[derive(Debug, Default)]
+pub(crate) struct AbortOnDrop(pub Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: Uuid) -> PreparedEvent {
+        PreparedEvent {
+            event_id: id,
+            event_type: "Test".into(),
+            version: 1,
+            data: "{}".into(),
+            metadata: "{}".into(),
+        }
+    }
+
+    fn part(stream: &str, expected: ExpectedRevision, ids: &[Uuid]) -> PreparedAppend {
+        PreparedAppend {
+            stream_id: stream.into(),
+            expected,
+            events: ids.iter().copied().map(event).collect(),
+        }
+    }
+
+    #[test]
+    fn a_failing_request_does_not_disturb_the_rest_of_its_batch() {
+        let mut d = Decider::new(10, HashMap::from([("a".to_string(), 3)]), HashMap::new());
+        let (x, y, z) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let outcomes = decide_all(
+            &mut d,
+            vec![
+                vec![part("a", ExpectedRevision::Exact(3), &[x])],
+                vec![part("a", ExpectedRevision::Exact(3), &[y])],
+                vec![part("b", ExpectedRevision::NoStream, &[z])],
+                vec![part("a", ExpectedRevision::Exact(3), &[x])],
+            ],
+        );
+        assert_eq!(
+            outcomes[0].as_ref().unwrap(),
+            &vec![AppendResult {
+                revision: 4,
+                position: 11
+            }]
+        );
+        assert!(outcomes[1].as_ref().unwrap_err().is_conflict());
+        assert_eq!(
+            outcomes[2].as_ref().unwrap(),
+            &vec![AppendResult {
+                revision: 1,
+                position: 12
+            }]
+        );
+        // A retry inside the same batch gets the first result.
+        assert_eq!(outcomes[3].as_ref().unwrap(), outcomes[0].as_ref().unwrap());
+        assert_eq!(d.rows().len(), 2);
+        assert_eq!(d.head(), 12);
+    }
+}
