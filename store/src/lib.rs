@@ -15,11 +15,16 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+mod batch;
 pub mod memory;
+pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 mod subscribe;
 
+pub use migrations::{migrate_postgres, migrate_sqlite};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 pub use subscribe::{subscribe_all, Subscription};
 
 /// A global log position. `0` means "before the first event".

@@ -95,7 +95,12 @@ impl EventStore for MemoryStore {
             retries.push(existing);
         }
         if retries.iter().any(Option::is_some) && retries.iter().any(Option::is_none) {
-            let part = appends.iter().zip(&retries).find(|(_, r)| r.is_some()).unwrap().0;
+            let part = appends
+                .iter()
+                .zip(&retries)
+                .find(|(_, r)| r.is_some())
+                .unwrap()
+                .0;
             return Err(StoreError::DuplicateEventId(part.events[0].event_id));
         }
         // Phase 2: write.

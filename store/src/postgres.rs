@@ -1,1 +1,480 @@
-//! PostgreSQL backend (clustered default).
+//! PostgreSQL backend (clustered default): any number of processes append to one database.
+//!
+//! Writes: every append of this process goes through one appender task that group-commits
+//! (see [`crate::batch`]): each batch is one transaction that
+//! 1. begins `READ COMMITTED` and takes the transaction-level advisory lock
+//!    [`APPEND_LOCK`], which serializes appends across every process;
+//! 2. reads, in one query and with a snapshot taken after the lock was granted, the head
+//!    of the log, the current revision of every stream in the batch and any event ids of
+//!    the batch that are already stored;
+//! 3. decides each request in memory (a failing request writes nothing and does not fail
+//!    the others), assigning positions `head + 1, head + 2, ...`;
+//! 4. inserts every accepted event with one `INSERT ... SELECT FROM UNNEST(...)`, and
+//!    `pg_notify`s the new head in the same statement;
+//! 5. commits.
+//!
+//! Why positions never become visible out of order: PostgreSQL makes a transaction
+//! visible before it releases the transaction's locks, so by the time the next appender
+//! is granted [`APPEND_LOCK`], the previous batch is visible to everyone. A reader that
+//! sees position N therefore already sees every position below N, and a checkpoint never
+//! skips an event that commits later. (A `bigserial` gives no such guarantee: values are
+//! handed out before commit, transactions commit in any order, and rollbacks leave gaps.)
+//!
+//! Wake-ups: the commit notifies channel [`NOTIFY_CHANNEL`] with the new head, and every
+//! store LISTENs on it, so subscribers in other processes wake at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Row as _};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::batch::{
+    self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Decider, Head,
+    KnownEvent, PreparedAppend, Request, Row,
+};
+use crate::{
+    AppendResult, Direction, EventStore, Metadata, NewEvent, Position, RecordedEvent, Result,
+    Revision, StoreError, StreamAppend,
+};
+
+/// The advisory lock every append transaction holds (the ASCII bytes of "chorusev").
+pub const APPEND_LOCK: i64 = 0x6368_6f72_7573_6576;
+/// Begins an append transaction and takes [`APPEND_LOCK`] in the same round trip.
+///
+/// The isolation level is spelled out: under REPEATABLE READ the snapshot would be taken
+/// by the lock statement itself, before the lock is granted, and the appender would not
+/// see the previous holder's events. Under READ COMMITTED each later statement takes a
+/// fresh snapshot that includes them.
+const BEGIN_APPEND: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(7163097744720225654)";
+/// The channel on which commits announce the new head.
+pub const NOTIFY_CHANNEL: &str = "chorus_events";
+/// Connections in a pool opened by [`PostgresStore::connect`].
+const MAX_CONNECTIONS: u32 = 16;
+/// How long the LISTEN task waits before retrying after a failed reconnect.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// The columns of `events` that make a [`RecordedEvent`], in the order `recorded` reads.
+macro_rules! columns {
+    () => {
+        "position, stream_id, revision, event_id, event_type, version, data, metadata"
+    };
+}
+
+/// The PostgreSQL event log. Cheap to clone: clones share the pool and the appender.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    requests: mpsc::Sender<Request>,
+    head: Arc<Head>,
+    _tasks: Arc<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/database`), applies the migrations,
+    /// starts the appender and the LISTEN task.
+    #[tracing::instrument(skip(url))]
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect(url)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool: applies the migrations, starts the appender and the LISTEN
+    /// task (which keeps one of the pool's connections).
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        crate::migrations::migrate_postgres(&pool).await?;
+        // LISTEN before reading the head, so no commit falls between the two.
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        let head = Arc::new(Head::new(load_head(&pool).await?));
+        let (requests, queue) = mpsc::channel(batch::QUEUE_DEPTH);
+        tokio::spawn(run_appender(pool.clone(), queue, head.clone()));
+        let listen = tokio::spawn(listen(listener, pool.clone(), head.clone()));
+        Ok(PostgresStore {
+            pool,
+            requests,
+            head,
+            _tasks: Arc::new(AbortOnDrop(vec![listen])),
+        })
+    }
+
+    /// The pool, for read models that live in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// PostgreSQL cannot store NUL characters in text, nor `\u0000` in jsonb. Such an event
+/// is rejected before it reaches the appender, where it would fail a whole batch.
+fn reject_nul(appends: &[StreamAppend]) -> Result<()> {
+    fn json_has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+            serde_json::Value::Object(map) => {
+                map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v))
+            }
+            _ => false,
+        }
+    }
+    fn event_has_nul(e: &NewEvent) -> bool {
+        e.event_type.contains('\0')
+            || e.metadata.correlation_id.contains('\0')
+            || e.metadata
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains('\0'))
+            || json_has_nul(&e.data)
+    }
+    for part in appends {
+        if part.stream_id.contains('\0') {
+            return Err(StoreError::InvalidAppend(
+                "stream id contains a NUL character".into(),
+            ));
+        }
+        if let Some(e) = part.events.iter().find(|e| event_has_nul(e)) {
+            return Err(StoreError::InvalidAppend(format!(
+                "event {} contains a NUL character",
+                e.event_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The appender: one group commit per batch of queued requests, until the store is gone.
+async fn run_appender(pool: PgPool, mut queue: mpsc::Receiver<Request>, head: Arc<Head>) {
+    while let Some(batch) = next_batch(&mut queue).await {
+        let (appends, replies) = batch::split(batch);
+        let outcome = match write_batch(&pool, appends).await {
+            Ok(committed) => {
+                head.advance(committed.head);
+                Ok(committed.outcomes)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "postgres group commit failed");
+                Err(e.to_string())
+            }
+        };
+        reply_all(replies, outcome);
+    }
+}
+
+/// Commits one batch in one transaction.
+#[tracing::instrument(skip_all, fields(requests = batch.len()))]
+async fn write_batch(
+    pool: &PgPool,
+    batch: Vec<Vec<PreparedAppend>>,
+) -> Result<Committed, sqlx::Error> {
+    let (streams, ids) = batch_keys(&batch);
+    let mut tx = pool.begin_with(BEGIN_APPEND).await?;
+    let state = select_state(&mut tx, &streams, &ids).await?;
+    let head = state.head;
+    let mut decider = Decider::new(state.head, state.revisions, state.known);
+    let outcomes = decide_all(&mut decider, batch);
+    if decider.rows().is_empty() {
+        tx.rollback().await?;
+        return Ok(Committed { outcomes, head });
+    }
+    insert_and_notify(&mut tx, decider.rows(), decider.head()).await?;
+    tx.commit().await?;
+    Ok(Committed {
+        outcomes,
+        head: decider.head(),
+    })
+}
+
+/// What the appender must know about the log before deciding a batch.
+struct BatchState {
+    head: Position,
+    revisions: HashMap<String, Revision>,
+    known: HashMap<Uuid, KnownEvent>,
+}
+
+/// One row of [`select_state`]: tag, stream id, revision, event id, position.
+type StateRow = (
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<Uuid>,
+    Option<i64>,
+);
+
+/// Reads the head, the streams' revisions and the already stored event ids in one round
+/// trip. Rows are tagged: `h` the head, `r` one stream's revision, `e` one stored event.
+#[tracing::instrument(skip_all, fields(streams = streams.len(), ids = ids.len()))]
+async fn select_state(
+    conn: &mut PgConnection,
+    streams: &[String],
+    ids: &[Uuid],
+) -> Result<BatchState, sqlx::Error> {
+    let rows: Vec<StateRow> = sqlx::query_as(
+        "SELECT 'h', NULL::text, NULL::bigint, NULL::uuid, \
+                    (SELECT max(position) FROM events) \
+             UNION ALL \
+             SELECT 'r', s.stream_id, \
+                    (SELECT max(e.revision) FROM events e WHERE e.stream_id = s.stream_id), \
+                    NULL, NULL \
+             FROM unnest($1::text[]) AS s(stream_id) \
+             UNION ALL \
+             SELECT 'e', e.stream_id, e.revision, e.event_id, e.position \
+             FROM events e WHERE e.event_id = ANY($2::uuid[])",
+    )
+    .bind(streams)
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut state = BatchState {
+        head: 0,
+        revisions: HashMap::with_capacity(streams.len()),
+        known: HashMap::new(),
+    };
+    for (tag, stream_id, revision, event_id, position) in rows {
+        match (tag.as_str(), stream_id, revision, event_id, position) {
+            ("h", _, _, _, position) => state.head = position.unwrap_or(0) as Position,
+            ("r", Some(stream_id), revision, _, _) => {
+                state
+                    .revisions
+                    .insert(stream_id, revision.unwrap_or(0) as Revision);
+            }
+            ("e", Some(stream_id), Some(revision), Some(event_id), Some(position)) => {
+                state.known.insert(
+                    event_id,
+                    KnownEvent {
+                        stream_id,
+                        revision: revision as Revision,
+                        position: position as Position,
+                    },
+                );
+            }
+            (tag, ..) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "unexpected batch state row tagged {tag:?}"
+                )))
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Inserts the batch's rows with one statement, which also notifies listeners of the new
+/// head (delivered when the transaction commits, never before).
+#[tracing::instrument(skip_all, fields(rows = rows.len()))]
+async fn insert_and_notify(
+    conn: &mut PgConnection,
+    rows: &[Row],
+    head: Position,
+) -> Result<(), sqlx::Error> {
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut stream_ids = Vec::with_capacity(rows.len());
+    let mut revisions = Vec::with_capacity(rows.len());
+    let mut event_ids = Vec::with_capacity(rows.len());
+    let mut event_types = Vec::with_capacity(rows.len());
+    let mut versions = Vec::with_capacity(rows.len());
+    let mut data = Vec::with_capacity(rows.len());
+    let mut metadata = Vec::with_capacity(rows.len());
+    for row in rows {
+        positions.push(row.position as i64);
+        stream_ids.push(row.stream_id.as_str());
+        revisions.push(row.revision as i64);
+        event_ids.push(row.event.event_id);
+        event_types.push(row.event.event_type.as_str());
+        versions.push(i32::from(row.event.version));
+        data.push(row.event.data.as_str());
+        metadata.push(row.event.metadata.as_str());
+    }
+    // A data-modifying WITH always runs to completion, whatever the outer query reads.
+    sqlx::query(
+        "WITH inserted AS ( \
+             INSERT INTO events \
+                 (position, stream_id, revision, event_id, event_type, version, data, metadata) \
+             SELECT position, stream_id, revision, event_id, event_type, version, \
+                    data::jsonb, metadata::jsonb \
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], \
+                         $6::integer[], $7::text[], $8::text[]) \
+                 AS t(position, stream_id, revision, event_id, event_type, version, data, \
+                      metadata) \
+         ) \
+         SELECT pg_notify($9, $10)",
+    )
+    .bind(positions)
+    .bind(stream_ids)
+    .bind(revisions)
+    .bind(event_ids)
+    .bind(event_types)
+    .bind(versions)
+    .bind(data)
+    .bind(metadata)
+    .bind(NOTIFY_CHANNEL)
+    .bind(head.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn load_head(pool: &PgPool) -> Result<Position> {
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
+        .fetch_one(pool)
+        .await?;
+    to_u64(head, "position")
+}
+
+/// Moves the head whenever any process commits. After a lost connection notifications may
+/// have been missed, so the head is re-read from the table.
+async fn listen(mut listener: PgListener, pool: PgPool, head: Arc<Head>) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => match notification.payload().parse::<Position>() {
+                Ok(position) => head.advance(position),
+                Err(_) => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a malformed {NOTIFY_CHANNEL} notification"
+                ),
+            },
+            Ok(None) => {
+                tracing::warn!("LISTEN connection lost and re-established");
+                match load_head(&pool).await {
+                    Ok(position) => head.advance(position),
+                    Err(e) => tracing::warn!(error = %e, "re-reading the head failed"),
+                }
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                tokio::time::sleep(LISTEN_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Clamps a revision, position or count to PostgreSQL's bigint.
+fn to_i64<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Backend(format!("negative {what}: {value}")))
+}
+
+fn recorded(row: &PgRow) -> Result<RecordedEvent> {
+    let event_id: Uuid = row.try_get("event_id")?;
+    let version: i32 = row.try_get("version")?;
+    let Json(metadata): Json<Metadata> = row.try_get("metadata")?;
+    Ok(RecordedEvent {
+        stream_id: row.try_get("stream_id")?,
+        revision: to_u64(row.try_get("revision")?, "revision")?,
+        position: to_u64(row.try_get("position")?, "position")?,
+        event_id,
+        event_type: row.try_get("event_type")?,
+        version: u16::try_from(version)
+            .map_err(|_| StoreError::Backend(format!("stored event version {version}")))?,
+        data: row.try_get("data")?,
+        metadata,
+    })
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    #[tracing::instrument(skip_all, fields(parts = appends.len()))]
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        reject_nul(&appends)?;
+        let prepared = batch::prepare(appends)?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        batch::submit(&self.requests, prepared).await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from: Revision,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let sql = match direction {
+            Direction::Forwards => concat!(
+                "SELECT ",
+                columns!(),
+                " FROM events WHERE stream_id = $1 AND revision >= $2 \
+                 ORDER BY revision ASC LIMIT $3"
+            ),
+            Direction::Backwards => concat!(
+                "SELECT ",
+                columns!(),
+                " FROM events WHERE stream_id = $1 AND revision <= $2 \
+                 ORDER BY revision DESC LIMIT $3"
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(stream_id)
+            .bind(to_i64(from))
+            .bind(to_i64(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(recorded).collect()
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE position > $1 ORDER BY position ASC LIMIT $2"
+        ))
+        .bind(to_i64(after))
+        .bind(to_i64(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(recorded).collect()
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn stream_revision(&self, stream_id: &str) -> Result<Revision> {
+        let revision: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(max(revision), 0) FROM events WHERE stream_id = $1",
+        )
+        .bind(stream_id)
+        .fetch_one(&self.pool)
+        .await?;
+        to_u64(revision, "revision")
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn head(&self) -> Result<Position> {
+        let position = load_head(&self.pool).await?;
+        self.head.advance(position);
+        Ok(position)
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_begin_statement_takes_the_append_lock() {
+        assert!(BEGIN_APPEND.ends_with(&format!("pg_advisory_xact_lock({APPEND_LOCK})")));
+        assert_eq!(&APPEND_LOCK.to_be_bytes(), b"chorusev");
+    }
+}
