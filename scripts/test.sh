@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: every crate's tests and the end-to-end tests, against the
+# embedded backends (SQLite, in-memory, in-process bus) and against PostgreSQL + NATS.
+#
+# PostgreSQL and NATS are started if they are installed but stopped; if either is
+# missing, this fails with a message saying what to install. Override their addresses
+# with CHORUS_TEST_DATABASE_URL (postgres://user@host:port, no database name) and
+# CHORUS_TEST_NATS_URL (nats://host:port).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_url="${CHORUS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
+nats_url="${CHORUS_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+pg_hostport="${pg_url##*@}"; pg_hostport="${pg_hostport%%/*}"
+nats_hostport="${nats_url#nats://}"
+
+reachable() { # host:port
+  timeout 2 bash -c "exec 3<>/dev/tcp/${1%:*}/${1##*:}" 2>/dev/null
+}
+
+wait_for() { # name host:port
+  for _ in $(seq 1 50); do
+    reachable "$2" && return 0
+    sleep 0.2
+  done
+  echo "error: $1 did not come up at $2" >&2
+  exit 1
+}
+
+if ! reachable "$pg_hostport"; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "starting PostgreSQL ..."
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    wait_for PostgreSQL "$pg_hostport"
+  else
+    echo "error: PostgreSQL is not reachable at $pg_hostport and is not installed." >&2
+    echo "       Install it (apt-get install postgresql) with trust auth for user postgres," >&2
+    echo "       or point CHORUS_TEST_DATABASE_URL at a server." >&2
+    exit 1
+  fi
+fi
+
+if ! reachable "$nats_hostport"; then
+  if [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1; then
+    echo "starting NATS ..."
+    nats_bin="$(command -v nats-server || echo /usr/sbin/nats-server)"
+    mkdir -p /var/lib/nats-server 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec "$nats_bin" -- \
+      -a 127.0.0.1 -p "${nats_hostport##*:}" -js -sd /var/lib/nats-server
+    wait_for NATS "$nats_hostport"
+  else
+    echo "error: NATS is not reachable at $nats_hostport and nats-server is not installed." >&2
+    echo "       Install it (apt-get install nats-server) or point CHORUS_TEST_NATS_URL at a server." >&2
+    exit 1
+  fi
+fi
+
+export CHORUS_TEST_DATABASE_URL="$pg_url" CHORUS_TEST_NATS_URL="$nats_url"
+cargo test --workspace --all-targets "$@"
