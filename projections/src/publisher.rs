@@ -1,0 +1,491 @@
+//! The publisher: a second tail of the log, behind the read models, that renders each
+//! event's Discord dispatch from the read models and publishes a [`bus::Envelope`].
+//!
+//! Delivery is at least once: a batch is published while its transaction holds the
+//! `publisher` checkpoint row, and the checkpoint is committed after the last publish. A
+//! crash in between republishes the batch; gateways drop duplicates by
+//! (stream, revision). The lock makes one process publish a batch at a time, so in a
+//! cluster each event is normally published once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::{subjects, Bus, Envelope};
+use domain::channel::ChannelEvent;
+use domain::guild::GuildEvent;
+use domain::invite::InviteEvent;
+use domain::user::{UserEvent, UsernameEvent};
+use domain::{ChannelId, DomainEvent, GuildId, UserId};
+use sqlx::AnyConnection;
+use store::{DynStore, RecordedEvent};
+use tokio::sync::watch;
+
+use crate::db::{lock_checkpoint, set_checkpoint, to_i64};
+use crate::queries;
+use crate::render;
+use crate::rows::{MessageRow, UserRow};
+use crate::{ReadDb, Result, PUBLISHER};
+
+/// Most events published per transaction.
+const BATCH: u64 = 512;
+/// Wait before retrying after a failure.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// One message to publish.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub subject: String,
+    pub envelope: Envelope,
+}
+
+/// Runs the publisher until `shutdown` is set.
+pub(crate) async fn run(
+    store: DynStore,
+    db: ReadDb,
+    bus: Arc<dyn Bus>,
+    mut projected: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut known = 0u64;
+    loop {
+        let target = *projected.borrow_and_update();
+        if target <= known {
+            tokio::select! {
+                _ = projected.changed() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            continue;
+        }
+        let step = tokio::select! {
+            r = publish_batch(&store, &db, bus.as_ref(), target) => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        match step {
+            Ok(position) => known = position,
+            Err(e) => {
+                tracing::warn!(error = %e, "publisher failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the next batch of events up to `until` (a position the read models include)
+/// and returns the publisher checkpoint afterwards.
+#[tracing::instrument(skip(store, db, bus))]
+pub(crate) async fn publish_batch(
+    store: &DynStore,
+    db: &ReadDb,
+    bus: &dyn Bus,
+    until: u64,
+) -> Result<u64> {
+    let mut tx = db.pool.begin().await?;
+    let checkpoint = lock_checkpoint(&mut tx, db.dialect, PUBLISHER).await?;
+    if checkpoint >= until {
+        tx.rollback().await?;
+        return Ok(checkpoint);
+    }
+    let limit = (until - checkpoint).min(BATCH);
+    let events = store
+        .read_all(checkpoint, usize::try_from(limit).unwrap_or(512))
+        .await?;
+    let events: Vec<RecordedEvent> = events.into_iter().filter(|e| e.position <= until).collect();
+    let Some(last) = events.last().map(|e| e.position) else {
+        tx.rollback().await?;
+        return Ok(checkpoint);
+    };
+    let mut renderer = Renderer::default();
+    for e in &events {
+        for out in renderer.render(&mut tx, e).await? {
+            let bytes = out.envelope.to_bytes()?;
+            bus.publish(&out.subject, bytes).await?;
+        }
+    }
+    set_checkpoint(&mut tx, PUBLISHER, last).await?;
+    tx.commit().await?;
+    Ok(last)
+}
+
+/// Renders envelopes, caching users within a batch.
+#[derive(Default)]
+pub(crate) struct Renderer {
+    users: HashMap<UserId, Option<UserRow>>,
+}
+
+fn envelope(e: &RecordedEvent, dispatch: Option<&str>, data: serde_json::Value) -> Envelope {
+    Envelope {
+        stream_id: e.stream_id.clone(),
+        revision: e.revision,
+        position: e.position,
+        event_type: e.event_type.clone(),
+        dispatch: dispatch.map(str::to_owned),
+        guild_id: None,
+        channel_id: None,
+        user_ids: Vec::new(),
+        data,
+    }
+}
+
+/// `MessageCreated` -> `message_created`: the subject token of an event without a
+/// dispatch.
+fn snake(event_type: &str) -> String {
+    let mut out = String::with_capacity(event_type.len() + 4);
+    for (i, c) in event_type.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        out.push_str("event");
+    }
+    out
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// The subject of an event of a channel (in its guild when it has one).
+fn channel_subject(guild: Option<GuildId>, channel: ChannelId, event: &str) -> String {
+    match guild {
+        Some(g) => subjects::guild_channel(g.get(), channel.get(), event),
+        None => subjects::channel(channel.get(), event),
+    }
+}
+
+fn stream_id_part(stream_id: &str) -> Option<&str> {
+    domain::streams::parse(stream_id).map(|(_, id)| id)
+}
+
+impl Renderer {
+    async fn user(&mut self, conn: &mut AnyConnection, id: UserId) -> Result<Option<UserRow>> {
+        if let Some(u) = self.users.get(&id) {
+            return Ok(u.clone());
+        }
+        let u = queries::user_row(conn, id).await?;
+        self.users.insert(id, u.clone());
+        Ok(u)
+    }
+
+    /// The envelopes of one event: usually one, two for `MemberJoined` (the guild's
+    /// `GUILD_MEMBER_ADD` and the joining user's `GUILD_CREATE`), none for an event
+    /// that cannot be decoded or placed on any subject. Events without a dispatch are
+    /// still published (dispatch `None`, data `null`) so that every stream's revisions
+    /// arrive without gaps.
+    pub async fn render(
+        &mut self,
+        conn: &mut AnyConnection,
+        e: &RecordedEvent,
+    ) -> Result<Vec<Outgoing>> {
+        let Some((kind, _)) = domain::streams::parse(&e.stream_id) else {
+            return Ok(Vec::new());
+        };
+        let data = e.data.clone();
+        let out = match kind {
+            "user" => match UserEvent::from_stored(&e.event_type, e.version, data) {
+                Ok(UserEvent::UserRegistered { user_id, .. }) => vec![self.plain_user(e, user_id)],
+                Ok(UserEvent::TokenIssued { .. }) => {
+                    match stream_id_part(&e.stream_id).and_then(|s| s.parse::<UserId>().ok()) {
+                        Some(uid) => vec![self.plain_user(e, uid)],
+                        None => Vec::new(),
+                    }
+                }
+                Err(err) => skip(e, &err),
+            },
+            "username" => match UsernameEvent::from_stored(&e.event_type, e.version, data) {
+                Ok(UsernameEvent::UsernameClaimed { user_id }) => {
+                    vec![self.plain_user(e, user_id)]
+                }
+                Err(err) => skip(e, &err),
+            },
+            "guild" => {
+                let Some(guild_id) =
+                    stream_id_part(&e.stream_id).and_then(|s| s.parse::<GuildId>().ok())
+                else {
+                    return Ok(Vec::new());
+                };
+                match GuildEvent::from_stored(&e.event_type, e.version, data) {
+                    Ok(ev) => self.guild_event(conn, e, guild_id, ev).await?,
+                    Err(err) => skip(e, &err),
+                }
+            }
+            "channel" => {
+                let Some(channel_id) =
+                    stream_id_part(&e.stream_id).and_then(|s| s.parse::<ChannelId>().ok())
+                else {
+                    return Ok(Vec::new());
+                };
+                match ChannelEvent::from_stored(&e.event_type, e.version, data) {
+                    Ok(ev) => self.channel_event(conn, e, channel_id, ev).await?,
+                    Err(err) => skip(e, &err),
+                }
+            }
+            "invite" => match InviteEvent::from_stored(&e.event_type, e.version, data) {
+                Ok(ev) => self.invite_event(conn, e, ev).await?,
+                Err(err) => skip(e, &err),
+            },
+            _ => {
+                tracing::debug!(stream = %e.stream_id, "not publishing an event of an unknown stream kind");
+                Vec::new()
+            }
+        };
+        Ok(out)
+    }
+
+    fn plain_user(&self, e: &RecordedEvent, user_id: UserId) -> Outgoing {
+        let mut env = envelope(e, None, serde_json::Value::Null);
+        env.user_ids = vec![user_id.get()];
+        Outgoing {
+            subject: subjects::user(user_id.get(), &snake(&e.event_type)),
+            envelope: env,
+        }
+    }
+
+    async fn guild_event(
+        &mut self,
+        conn: &mut AnyConnection,
+        e: &RecordedEvent,
+        guild_id: GuildId,
+        ev: GuildEvent,
+    ) -> Result<Vec<Outgoing>> {
+        let g = guild_id.get();
+        Ok(match ev {
+            GuildEvent::GuildCreated { .. } => {
+                // The owner's MemberJoined carries GUILD_CREATE.
+                let mut env = envelope(e, None, serde_json::Value::Null);
+                env.guild_id = Some(g);
+                vec![Outgoing {
+                    subject: subjects::guild(g, &snake(&e.event_type)),
+                    envelope: env,
+                }]
+            }
+            GuildEvent::ChannelCreated { channel_id, .. } => {
+                let data = match queries::channel_row(conn, channel_id).await? {
+                    Some(row) => to_json(&render::channel(&row)),
+                    None => serde_json::Value::Null,
+                };
+                let mut env = envelope(e, Some("CHANNEL_CREATE"), data);
+                env.guild_id = Some(g);
+                env.channel_id = Some(channel_id.get());
+                vec![Outgoing {
+                    subject: subjects::guild(g, "channel_create"),
+                    envelope: env,
+                }]
+            }
+            GuildEvent::MemberJoined { user_id, .. } => {
+                let u = user_id.get();
+                let user = self.user(conn, user_id).await?;
+                let member = queries::member_row(conn, guild_id, user_id).await?;
+                let mut out = Vec::with_capacity(2);
+                let add = match &member {
+                    Some(m) => to_json(&crate::wire::GuildMemberAdd {
+                        member: render::member(m, user.as_ref()),
+                        guild_id,
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                let mut env = envelope(e, Some("GUILD_MEMBER_ADD"), add);
+                env.guild_id = Some(g);
+                env.user_ids = vec![u];
+                out.push(Outgoing {
+                    subject: subjects::guild(g, "guild_member_add"),
+                    envelope: env,
+                });
+                if let Some(payload) = queries::guild_create_on(conn, guild_id, user_id).await? {
+                    let mut env = envelope(e, Some("GUILD_CREATE"), to_json(&payload));
+                    env.guild_id = Some(g);
+                    env.user_ids = vec![u];
+                    out.push(Outgoing {
+                        subject: subjects::user(u, "guild_create"),
+                        envelope: env,
+                    });
+                }
+                out
+            }
+        })
+    }
+
+    async fn channel_event(
+        &mut self,
+        conn: &mut AnyConnection,
+        e: &RecordedEvent,
+        channel_id: ChannelId,
+        ev: ChannelEvent,
+    ) -> Result<Vec<Outgoing>> {
+        let at = to_i64(domain::timefmt::unix_ms(e.metadata.occurred_at));
+        let (dispatch, subject_event, guild, data) = match ev {
+            ChannelEvent::ChannelOpened { guild_id, .. } => (
+                None,
+                snake(&e.event_type),
+                guild_id,
+                serde_json::Value::Null,
+            ),
+            ChannelEvent::MessageCreated {
+                message_id,
+                channel_id: cid,
+                guild_id,
+                author_id,
+                content,
+                nonce,
+                tts,
+            } => {
+                // Rendered from the event itself: the row may already show later edits.
+                let row = MessageRow {
+                    id: message_id,
+                    channel_id: cid,
+                    guild_id,
+                    author_id,
+                    content: content.into_string(),
+                    nonce: nonce.map(|n| n.into_string()),
+                    tts,
+                    created_at: at,
+                    edited_at: None,
+                    deleted_at: None,
+                    revision: to_i64(e.revision),
+                };
+                let msg = self.message(conn, &row).await?;
+                (
+                    Some("MESSAGE_CREATE"),
+                    "message_create".to_owned(),
+                    guild_id,
+                    to_json(&msg),
+                )
+            }
+            ChannelEvent::MessageEdited {
+                message_id,
+                content,
+            } => match queries::message_row(conn, message_id).await? {
+                Some(mut row) => {
+                    row.content = content.into_string();
+                    row.edited_at = Some(at);
+                    let guild = row.guild_id;
+                    let msg = self.message(conn, &row).await?;
+                    (
+                        Some("MESSAGE_UPDATE"),
+                        "message_update".to_owned(),
+                        guild,
+                        to_json(&msg),
+                    )
+                }
+                None => {
+                    let guild = queries::channel_row(conn, channel_id)
+                        .await?
+                        .and_then(|c| c.guild_id);
+                    (None, snake(&e.event_type), guild, serde_json::Value::Null)
+                }
+            },
+            ChannelEvent::MessageDeleted { message_id } => {
+                let guild = match queries::message_row(conn, message_id).await? {
+                    Some(row) => row.guild_id,
+                    None => queries::channel_row(conn, channel_id)
+                        .await?
+                        .and_then(|c| c.guild_id),
+                };
+                let data = to_json(&crate::wire::MessageDelete {
+                    id: message_id,
+                    channel_id,
+                    guild_id: guild,
+                });
+                (
+                    Some("MESSAGE_DELETE"),
+                    "message_delete".to_owned(),
+                    guild,
+                    data,
+                )
+            }
+        };
+        let mut env = envelope(e, dispatch, data);
+        env.guild_id = guild.map(|g| g.get());
+        env.channel_id = Some(channel_id.get());
+        Ok(vec![Outgoing {
+            subject: channel_subject(guild, channel_id, &subject_event),
+            envelope: env,
+        }])
+    }
+
+    async fn message(
+        &mut self,
+        conn: &mut AnyConnection,
+        row: &MessageRow,
+    ) -> Result<crate::wire::Message> {
+        let author = self
+            .user(conn, row.author_id)
+            .await?
+            .unwrap_or_else(|| render::unknown_user(row));
+        let member = match row.guild_id {
+            Some(g) => queries::member_row(conn, g, row.author_id).await?,
+            None => None,
+        };
+        Ok(render::message(row, &author, member.as_ref()))
+    }
+
+    async fn invite_event(
+        &mut self,
+        conn: &mut AnyConnection,
+        e: &RecordedEvent,
+        ev: InviteEvent,
+    ) -> Result<Vec<Outgoing>> {
+        let code = stream_id_part(&e.stream_id).unwrap_or_default();
+        let row = queries::invite_row(conn, code).await?;
+        let Some(row) = row else {
+            tracing::debug!(stream = %e.stream_id, "not publishing an event of an unknown invite");
+            return Ok(Vec::new());
+        };
+        let g = row.guild_id.get();
+        let (dispatch, subject, data) = match ev {
+            InviteEvent::InviteCreated { .. } => {
+                let inviter = self.user(conn, row.inviter_id).await?;
+                // As of creation: later uses are not part of INVITE_CREATE.
+                let mut created = row.clone();
+                created.uses = 0;
+                (
+                    Some("INVITE_CREATE"),
+                    "invite_create".to_owned(),
+                    to_json(&render::invite_create(&created, inviter.as_ref())),
+                )
+            }
+            InviteEvent::InviteUsed { .. } => (None, snake(&e.event_type), serde_json::Value::Null),
+        };
+        let mut env = envelope(e, dispatch, data);
+        env.guild_id = Some(g);
+        env.channel_id = Some(row.channel_id.get());
+        Ok(vec![Outgoing {
+            subject: subjects::guild(g, &subject),
+            envelope: env,
+        }])
+    }
+}
+
+fn skip(e: &RecordedEvent, err: &domain::EventDecodeError) -> Vec<Outgoing> {
+    match err {
+        domain::EventDecodeError::UnknownType(_) => {
+            tracing::debug!(stream = %e.stream_id, event_type = %e.event_type, "not publishing an unknown event type")
+        }
+        _ => {
+            tracing::warn!(stream = %e.stream_id, position = e.position, error = %err, "not publishing an event that cannot be decoded")
+        }
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake;
+
+    #[test]
+    fn event_types_become_snake_case_subject_tokens() {
+        assert_eq!(snake("MessageCreated"), "message_created");
+        assert_eq!(snake("InviteUsed"), "invite_used");
+        assert_eq!(snake("a.b*>"), "ab");
+        assert_eq!(snake(""), "event");
+    }
+}

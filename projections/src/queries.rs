@@ -1,0 +1,512 @@
+//! What the REST API and the gateway read: Discord-shaped [`wire`] values from the read
+//! models. Every function takes a [`ReadDb`]; call [`Projections::wait_for`] first with
+//! the position a command returned to read your own writes.
+//!
+//! [`Projections::wait_for`]: crate::Projections::wait_for
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use domain::{ChannelId, GuildId, MessageId, UserId};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use sqlx::Row as _;
+
+use crate::db::to_i64;
+use crate::render;
+use crate::rows::{self, ChannelRow, GuildRow, InviteRow, MemberRow, MessageRow, UserRow};
+use crate::wire;
+use crate::{ReadDb, Result};
+
+/// Above this many members a guild is `large`, and `GUILD_CREATE` lists only the
+/// connecting user's member.
+pub const LARGE_THRESHOLD: u64 = 250;
+
+/// Where a page of messages starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageAnchor {
+    /// The newest messages.
+    Latest,
+    /// Messages older than this id.
+    Before(MessageId),
+    /// Messages newer than this id (the oldest ones after it).
+    After(MessageId),
+    /// Messages around this id (including it): half newer, half at or older.
+    Around(MessageId),
+}
+
+fn id_param<T>(id: domain::id::Id<T>) -> i64 {
+    to_i64(id.get())
+}
+
+// ---- rows (shared with the publisher) ----
+
+pub(crate) async fn user_row(conn: &mut AnyConnection, id: UserId) -> Result<Option<UserRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM users WHERE id = $1",
+        UserRow::COLUMNS
+    ))
+    .bind(id_param(id))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(UserRow::decode).transpose()?)
+}
+
+pub(crate) async fn guild_row(conn: &mut AnyConnection, id: GuildId) -> Result<Option<GuildRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM guilds WHERE id = $1",
+        GuildRow::COLUMNS
+    ))
+    .bind(id_param(id))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(GuildRow::decode).transpose()?)
+}
+
+pub(crate) async fn channel_row(
+    conn: &mut AnyConnection,
+    id: ChannelId,
+) -> Result<Option<ChannelRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM channels WHERE id = $1",
+        ChannelRow::COLUMNS
+    ))
+    .bind(id_param(id))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(ChannelRow::decode).transpose()?)
+}
+
+pub(crate) async fn member_row(
+    conn: &mut AnyConnection,
+    guild: GuildId,
+    user: UserId,
+) -> Result<Option<MemberRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM members WHERE guild_id = $1 AND user_id = $2",
+        MemberRow::COLUMNS
+    ))
+    .bind(id_param(guild))
+    .bind(id_param(user))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(MemberRow::decode).transpose()?)
+}
+
+pub(crate) async fn invite_row(conn: &mut AnyConnection, code: &str) -> Result<Option<InviteRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM invites WHERE code = $1",
+        InviteRow::COLUMNS
+    ))
+    .bind(code)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(InviteRow::decode).transpose()?)
+}
+
+pub(crate) async fn message_row(
+    conn: &mut AnyConnection,
+    id: MessageId,
+) -> Result<Option<MessageRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM messages WHERE id = $1",
+        MessageRow::COLUMNS
+    ))
+    .bind(id_param(id))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(MessageRow::decode).transpose()?)
+}
+
+async fn member_count(conn: &mut AnyConnection, guild: GuildId) -> Result<u64> {
+    let row = sqlx::query("SELECT COUNT(*) FROM members WHERE guild_id = $1")
+        .bind(id_param(guild))
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0))
+}
+
+async fn channel_rows(conn: &mut AnyConnection, guild: GuildId) -> Result<Vec<ChannelRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM channels WHERE guild_id = $1 ORDER BY position, id",
+        ChannelRow::COLUMNS
+    ))
+    .bind(id_param(guild))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(ChannelRow::decode)
+        .collect::<Result<_, _>>()?)
+}
+
+/// The `GUILD_CREATE` payload for `user` on `conn`.
+pub(crate) async fn guild_create_on(
+    conn: &mut AnyConnection,
+    guild_id: GuildId,
+    user_id: UserId,
+) -> Result<Option<wire::GuildCreate>> {
+    let Some(guild) = guild_row(conn, guild_id).await? else {
+        return Ok(None);
+    };
+    let Some(me) = member_row(conn, guild_id, user_id).await? else {
+        return Ok(None);
+    };
+    let member_count = member_count(conn, guild_id).await?;
+    let large = member_count > LARGE_THRESHOLD;
+    let members = if large {
+        let user = user_row(conn, user_id).await?;
+        vec![render::member(&me, user.as_ref())]
+    } else {
+        members_with_users(conn, guild_id).await?
+    };
+    let channels = channel_rows(conn, guild_id)
+        .await?
+        .iter()
+        .map(render::channel)
+        .collect();
+    Ok(Some(wire::GuildCreate {
+        guild: render::guild(&guild),
+        unavailable: false,
+        joined_at: render::ts(me.joined_at),
+        large,
+        member_count,
+        channels,
+        threads: Vec::new(),
+        members,
+        voice_states: Vec::new(),
+        presences: Vec::new(),
+        stage_instances: Vec::new(),
+        guild_scheduled_events: Vec::new(),
+        soundboard_sounds: Vec::new(),
+    }))
+}
+
+async fn members_with_users(
+    conn: &mut AnyConnection,
+    guild_id: GuildId,
+) -> Result<Vec<wire::Member>> {
+    let rows = sqlx::query(
+        "SELECT mb.guild_id, mb.user_id, mb.joined_at, mb.nick, \
+         u.id AS id, u.username AS username, u.bot AS bot, u.created_at AS created_at \
+         FROM members mb JOIN users u ON u.id = mb.user_id \
+         WHERE mb.guild_id = $1 ORDER BY mb.user_id",
+    )
+    .bind(id_param(guild_id))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let m = MemberRow::decode(row)?;
+        let u = UserRow::decode(row)?;
+        out.push(render::member(&m, Some(&u)));
+    }
+    Ok(out)
+}
+
+// ---- public queries ----
+
+/// A user.
+#[tracing::instrument(skip(db))]
+pub async fn user(db: &ReadDb, id: UserId) -> Result<Option<wire::User>> {
+    let mut conn = db.pool.acquire().await?;
+    Ok(user_row(&mut conn, id).await?.as_ref().map(render::user))
+}
+
+/// A user by username (case-insensitive: usernames are stored lowercase).
+#[tracing::instrument(skip(db))]
+pub async fn user_by_name(db: &ReadDb, username: &str) -> Result<Option<wire::User>> {
+    let mut conn = db.pool.acquire().await?;
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM users WHERE username = $1 ORDER BY id LIMIT 1",
+        UserRow::COLUMNS
+    ))
+    .bind(username.trim().to_lowercase())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row
+        .as_ref()
+        .map(UserRow::decode)
+        .transpose()?
+        .as_ref()
+        .map(render::user))
+}
+
+/// The guilds a user is a member of (`GET /users/@me/guilds`), by id.
+#[tracing::instrument(skip(db))]
+pub async fn user_guilds(db: &ReadDb, user_id: UserId) -> Result<Vec<wire::PartialGuild>> {
+    let mut conn = db.pool.acquire().await?;
+    let rows = sqlx::query(
+        "SELECT g.id, g.name, g.owner_id, g.everyone_permissions, g.created_at \
+         FROM members mb JOIN guilds g ON g.id = mb.guild_id \
+         WHERE mb.user_id = $1 ORDER BY g.id",
+    )
+    .bind(id_param(user_id))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let g = GuildRow::decode(row)?;
+        out.push(wire::PartialGuild {
+            id: g.id,
+            name: g.name.clone(),
+            icon: None,
+            banner: None,
+            owner: g.owner_id == user_id,
+            permissions: render::permissions_of(&g, user_id).to_string(),
+            features: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// A full guild.
+#[tracing::instrument(skip(db))]
+pub async fn guild(db: &ReadDb, id: GuildId) -> Result<Option<wire::Guild>> {
+    let mut conn = db.pool.acquire().await?;
+    Ok(guild_row(&mut conn, id).await?.as_ref().map(render::guild))
+}
+
+/// The `GUILD_CREATE` payload a member's session receives; `None` if the guild does not
+/// exist or `user_id` is not a member.
+#[tracing::instrument(skip(db))]
+pub async fn guild_create_payload(
+    db: &ReadDb,
+    guild_id: GuildId,
+    user_id: UserId,
+) -> Result<Option<wire::GuildCreate>> {
+    let mut conn = db.pool.acquire().await?;
+    guild_create_on(&mut conn, guild_id, user_id).await
+}
+
+/// A guild's channels, by position then id.
+#[tracing::instrument(skip(db))]
+pub async fn guild_channels(db: &ReadDb, guild_id: GuildId) -> Result<Vec<wire::Channel>> {
+    let mut conn = db.pool.acquire().await?;
+    Ok(channel_rows(&mut conn, guild_id)
+        .await?
+        .iter()
+        .map(render::channel)
+        .collect())
+}
+
+/// A channel.
+#[tracing::instrument(skip(db))]
+pub async fn channel(db: &ReadDb, id: ChannelId) -> Result<Option<wire::Channel>> {
+    let mut conn = db.pool.acquire().await?;
+    Ok(channel_row(&mut conn, id)
+        .await?
+        .as_ref()
+        .map(render::channel))
+}
+
+/// Whether `user_id` is a member of `guild_id`.
+#[tracing::instrument(skip(db))]
+pub async fn is_member(db: &ReadDb, guild_id: GuildId, user_id: UserId) -> Result<bool> {
+    let mut conn = db.pool.acquire().await?;
+    Ok(member_row(&mut conn, guild_id, user_id).await?.is_some())
+}
+
+/// A guild member, with its user.
+#[tracing::instrument(skip(db))]
+pub async fn member(
+    db: &ReadDb,
+    guild_id: GuildId,
+    user_id: UserId,
+) -> Result<Option<wire::Member>> {
+    let mut conn = db.pool.acquire().await?;
+    let Some(m) = member_row(&mut conn, guild_id, user_id).await? else {
+        return Ok(None);
+    };
+    let u = user_row(&mut conn, user_id).await?;
+    Ok(Some(render::member(&m, u.as_ref())))
+}
+
+/// The ids of the guilds a user is a member of, ascending.
+#[tracing::instrument(skip(db))]
+pub async fn guild_ids_of(db: &ReadDb, user_id: UserId) -> Result<Vec<GuildId>> {
+    let mut conn = db.pool.acquire().await?;
+    let rows = sqlx::query("SELECT guild_id FROM members WHERE user_id = $1 ORDER BY guild_id")
+        .bind(id_param(user_id))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| rows::id(r, "guild_id"))
+        .collect::<Result<_, _>>()?)
+}
+
+const MESSAGE_SELECT: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, \
+     m.nonce, m.tts, m.created_at, m.edited_at, m.deleted_at, m.revision, \
+     u.username AS author_username, u.bot AS author_bot, u.created_at AS author_created_at, \
+     mb.joined_at AS member_joined_at, mb.nick AS member_nick \
+     FROM messages m \
+     LEFT JOIN users u ON u.id = m.author_id \
+     LEFT JOIN members mb ON mb.guild_id = m.guild_id AND mb.user_id = m.author_id";
+
+fn decode_joined_message(row: &AnyRow) -> Result<wire::Message> {
+    let m = MessageRow::decode(row)?;
+    let author = match rows::opt_text(row, "author_username")? {
+        Some(username) => UserRow {
+            id: m.author_id,
+            username,
+            bot: rows::opt_int(row, "author_bot")?.unwrap_or(0) != 0,
+            created_at: rows::opt_int(row, "author_created_at")?.unwrap_or(0),
+        },
+        None => render::unknown_user(&m),
+    };
+    let member = match (m.guild_id, rows::opt_int(row, "member_joined_at")?) {
+        (Some(guild_id), Some(joined_at)) => Some(MemberRow {
+            guild_id,
+            user_id: m.author_id,
+            joined_at,
+            nick: rows::opt_text(row, "member_nick")?,
+        }),
+        _ => None,
+    };
+    Ok(render::message(&m, &author, member.as_ref()))
+}
+
+async fn message_page(
+    conn: &mut AnyConnection,
+    channel: ChannelId,
+    condition: &str,
+    anchor: Option<MessageId>,
+    descending: bool,
+    limit: u32,
+) -> Result<Vec<wire::Message>> {
+    let order = if descending { "DESC" } else { "ASC" };
+    let sql = match anchor {
+        Some(_) => format!(
+            "{MESSAGE_SELECT} WHERE m.channel_id = $1 AND m.deleted_at IS NULL AND m.id {condition} $2 \
+             ORDER BY m.id {order} LIMIT $3"
+        ),
+        None => format!(
+            "{MESSAGE_SELECT} WHERE m.channel_id = $1 AND m.deleted_at IS NULL \
+             ORDER BY m.id {order} LIMIT $2"
+        ),
+    };
+    let mut q = sqlx::query(&sql).bind(id_param(channel));
+    if let Some(a) = anchor {
+        q = q.bind(id_param(a));
+    }
+    let rows = q.bind(i64::from(limit)).fetch_all(&mut *conn).await?;
+    rows.iter().map(decode_joined_message).collect()
+}
+
+/// A page of a channel's messages, newest first as Discord returns them. `limit` is
+/// clamped to 1-100. Deleted messages are never returned.
+#[tracing::instrument(skip(db))]
+pub async fn messages(
+    db: &ReadDb,
+    channel_id: ChannelId,
+    anchor: MessageAnchor,
+    limit: u32,
+) -> Result<Vec<wire::Message>> {
+    let limit = limit.clamp(1, 100);
+    let mut conn = db.pool.acquire().await?;
+    let c = &mut *conn;
+    Ok(match anchor {
+        MessageAnchor::Latest => message_page(c, channel_id, "", None, true, limit).await?,
+        MessageAnchor::Before(id) => {
+            message_page(c, channel_id, "<", Some(id), true, limit).await?
+        }
+        MessageAnchor::After(id) => {
+            let mut page = message_page(c, channel_id, ">", Some(id), false, limit).await?;
+            page.reverse();
+            page
+        }
+        MessageAnchor::Around(id) => {
+            let newer_limit = limit / 2;
+            let mut page = if newer_limit > 0 {
+                message_page(c, channel_id, ">", Some(id), false, newer_limit).await?
+            } else {
+                Vec::new()
+            };
+            page.reverse();
+            let older =
+                message_page(c, channel_id, "<=", Some(id), true, limit - newer_limit).await?;
+            page.extend(older);
+            page
+        }
+    })
+}
+
+/// One message of a channel (`None` if unknown, deleted, or in another channel).
+#[tracing::instrument(skip(db))]
+pub async fn message(
+    db: &ReadDb,
+    channel_id: ChannelId,
+    id: MessageId,
+) -> Result<Option<wire::Message>> {
+    let mut conn = db.pool.acquire().await?;
+    let row = sqlx::query(&format!(
+        "{MESSAGE_SELECT} WHERE m.id = $1 AND m.channel_id = $2 AND m.deleted_at IS NULL"
+    ))
+    .bind(id_param(id))
+    .bind(id_param(channel_id))
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(decode_joined_message).transpose()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// An invite that can still be used (`None` if unknown, expired or used up), with the
+/// approximate counts when `with_counts`.
+#[tracing::instrument(skip(db))]
+pub async fn invite(db: &ReadDb, code: &str, with_counts: bool) -> Result<Option<wire::Invite>> {
+    invite_at(db, code, with_counts, now_ms()).await
+}
+
+/// [`invite`] as of `now_ms` (Unix ms).
+#[tracing::instrument(skip(db))]
+pub async fn invite_at(
+    db: &ReadDb,
+    code: &str,
+    with_counts: bool,
+    now_ms: i64,
+) -> Result<Option<wire::Invite>> {
+    let mut conn = db.pool.acquire().await?;
+    let Some(inv) = invite_row(&mut conn, code).await? else {
+        return Ok(None);
+    };
+    if !inv.usable(now_ms) {
+        return Ok(None);
+    }
+    let Some(guild) = guild_row(&mut conn, inv.guild_id).await? else {
+        return Ok(None);
+    };
+    let Some(channel) = channel_row(&mut conn, inv.channel_id).await? else {
+        return Ok(None);
+    };
+    let inviter = user_row(&mut conn, inv.inviter_id).await?;
+    let counts = if with_counts {
+        Some(member_count(&mut conn, inv.guild_id).await?)
+    } else {
+        None
+    };
+    Ok(Some(wire::Invite {
+        code: inv.code.clone(),
+        kind: 0,
+        guild: render::invite_guild(&guild),
+        channel: wire::InviteChannel {
+            id: channel.id,
+            name: channel.name.clone(),
+            kind: u8::try_from(channel.kind).unwrap_or(0),
+        },
+        inviter: inviter.as_ref().map(render::user),
+        max_age: u32::try_from(inv.max_age).unwrap_or(0),
+        max_uses: u32::try_from(inv.max_uses).unwrap_or(0),
+        uses: u32::try_from(inv.uses).unwrap_or(u32::MAX),
+        temporary: inv.temporary,
+        created_at: render::ts(inv.created_at),
+        expires_at: inv.expires_at().map(render::ts),
+        approximate_member_count: counts,
+        // Presence lives in the gateways' sessions, not in the read models.
+        approximate_presence_count: counts.map(|_| 0),
+    }))
+}

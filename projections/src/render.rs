@@ -1,0 +1,213 @@
+//! Rows to Discord shapes: the one rendering used by REST queries and the publisher.
+
+use domain::timefmt::discord_ms;
+
+use crate::db::to_u64;
+use crate::rows::{ChannelRow, GuildRow, InviteRow, MemberRow, MessageRow, UserRow};
+use crate::wire;
+
+/// Discord's default member limit.
+const MAX_MEMBERS: u64 = 500_000;
+/// Discord's voice channel defaults.
+const VOICE_BITRATE: u32 = 64_000;
+/// Discord's channel type numbers.
+const VOICE_TYPE: i64 = 2;
+
+/// A time in Unix ms as a Discord timestamp.
+pub(crate) fn ts(ms: i64) -> String {
+    discord_ms(to_u64(ms.max(0)))
+}
+
+pub(crate) fn user(row: &UserRow) -> wire::User {
+    wire::User {
+        id: row.id,
+        username: row.username.clone(),
+        discriminator: "0".to_owned(),
+        global_name: None,
+        avatar: None,
+        bot: row.bot,
+        public_flags: 0,
+        flags: 0,
+    }
+}
+
+/// A member; `with_user` adds the `user` object (omitted inside messages).
+pub(crate) fn member(row: &MemberRow, with_user: Option<&UserRow>) -> wire::Member {
+    wire::Member {
+        user: with_user.map(user),
+        nick: row.nick.clone(),
+        avatar: None,
+        roles: Vec::new(),
+        joined_at: ts(row.joined_at),
+        premium_since: None,
+        deaf: false,
+        mute: false,
+        flags: 0,
+        pending: false,
+        communication_disabled_until: None,
+    }
+}
+
+pub(crate) fn channel(row: &ChannelRow) -> wire::Channel {
+    wire::Channel {
+        id: row.id,
+        kind: u8::try_from(row.kind).unwrap_or(0),
+        guild_id: row.guild_id,
+        name: row.name.clone(),
+        position: i32::try_from(row.position).unwrap_or(i32::MAX),
+        permission_overwrites: Vec::new(),
+        parent_id: row.parent_id,
+        topic: row.topic.clone(),
+        nsfw: row.nsfw,
+        last_message_id: row.last_message_id,
+        rate_limit_per_user: 0,
+        voice: (row.kind == VOICE_TYPE).then(|| wire::VoiceFields {
+            bitrate: VOICE_BITRATE,
+            user_limit: 0,
+            rtc_region: None,
+        }),
+    }
+}
+
+/// A message with its author and (in a guild) the author's member.
+pub(crate) fn message(
+    row: &MessageRow,
+    author: &UserRow,
+    member: Option<&MemberRow>,
+) -> wire::Message {
+    wire::Message {
+        id: row.id,
+        channel_id: row.channel_id,
+        guild_id: row.guild_id,
+        author: user(author),
+        member: member.map(|m| self::member(m, None)),
+        content: row.content.clone(),
+        timestamp: ts(row.created_at),
+        edited_timestamp: row.edited_at.map(ts),
+        tts: row.tts,
+        mention_everyone: false,
+        mentions: Vec::new(),
+        mention_roles: Vec::new(),
+        attachments: Vec::new(),
+        embeds: Vec::new(),
+        reactions: Vec::new(),
+        pinned: false,
+        kind: 0,
+        flags: 0,
+        components: Vec::new(),
+        nonce: row.nonce.clone(),
+    }
+}
+
+/// The author of a message whose user row is missing (never expected; rendered rather
+/// than failing the whole page).
+pub(crate) fn unknown_user(row: &MessageRow) -> UserRow {
+    UserRow {
+        id: row.author_id,
+        username: "deleted_user".to_owned(),
+        bot: false,
+        created_at: 0,
+    }
+}
+
+pub(crate) fn everyone_role(row: &GuildRow) -> wire::Role {
+    wire::Role {
+        id: row.id.cast(),
+        name: "@everyone".to_owned(),
+        color: 0,
+        colors: wire::RoleColors {
+            primary_color: 0,
+            secondary_color: None,
+            tertiary_color: None,
+        },
+        hoist: false,
+        icon: None,
+        unicode_emoji: None,
+        position: 0,
+        permissions: row.everyone_permissions.to_string(),
+        managed: false,
+        mentionable: false,
+        flags: 0,
+    }
+}
+
+pub(crate) fn guild(row: &GuildRow) -> wire::Guild {
+    wire::Guild {
+        id: row.id,
+        name: row.name.clone(),
+        icon: None,
+        splash: None,
+        discovery_splash: None,
+        banner: None,
+        description: None,
+        owner_id: row.owner_id,
+        afk_channel_id: None,
+        afk_timeout: 300,
+        widget_enabled: false,
+        widget_channel_id: None,
+        verification_level: 0,
+        default_message_notifications: 0,
+        explicit_content_filter: 0,
+        roles: vec![everyone_role(row)],
+        emojis: Vec::new(),
+        stickers: Vec::new(),
+        features: Vec::new(),
+        mfa_level: 0,
+        application_id: None,
+        system_channel_id: None,
+        system_channel_flags: 0,
+        rules_channel_id: None,
+        public_updates_channel_id: None,
+        safety_alerts_channel_id: None,
+        max_presences: None,
+        max_members: MAX_MEMBERS,
+        max_video_channel_users: 25,
+        vanity_url_code: None,
+        premium_tier: 0,
+        premium_subscription_count: 0,
+        preferred_locale: "en-US".to_owned(),
+        nsfw_level: 0,
+        premium_progress_bar_enabled: false,
+    }
+}
+
+/// A user's guild-level permissions: every bit for the owner, @everyone's otherwise (the
+/// domain's `GuildState::base_permissions`).
+pub(crate) fn permissions_of(guild: &GuildRow, user: domain::UserId) -> u64 {
+    if guild.owner_id == user {
+        u64::MAX
+    } else {
+        guild.everyone_permissions
+    }
+}
+
+pub(crate) fn invite_guild(row: &GuildRow) -> wire::InviteGuild {
+    wire::InviteGuild {
+        id: row.id,
+        name: row.name.clone(),
+        icon: None,
+        splash: None,
+        banner: None,
+        description: None,
+        features: Vec::new(),
+        verification_level: 0,
+        vanity_url_code: None,
+        nsfw_level: 0,
+        premium_subscription_count: 0,
+    }
+}
+
+pub(crate) fn invite_create(row: &InviteRow, inviter: Option<&UserRow>) -> wire::InviteCreate {
+    wire::InviteCreate {
+        code: row.code.clone(),
+        guild_id: row.guild_id,
+        channel_id: row.channel_id,
+        inviter: inviter.map(user),
+        max_age: u32::try_from(row.max_age).unwrap_or(0),
+        max_uses: u32::try_from(row.max_uses).unwrap_or(0),
+        uses: u32::try_from(row.uses).unwrap_or(u32::MAX),
+        temporary: row.temporary,
+        created_at: ts(row.created_at),
+        expires_at: row.expires_at().map(ts),
+    }
+}

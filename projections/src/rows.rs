@@ -1,0 +1,232 @@
+//! Read-model rows as Rust values, and their decoding from `sqlx::Any` rows.
+
+use domain::id::Id;
+use domain::{ChannelId, GuildId, MessageId, UserId};
+use sqlx::any::AnyRow;
+use sqlx::Row as _;
+
+use crate::db::to_u64;
+
+/// A column holding a snowflake id; a zero or negative value is a decode error.
+pub(crate) fn id<T>(row: &AnyRow, col: &str) -> Result<Id<T>, sqlx::Error> {
+    let v: i64 = row.try_get(col)?;
+    checked_id(v).ok_or_else(|| bad(col, v))
+}
+
+/// A nullable snowflake column.
+pub(crate) fn opt_id<T>(row: &AnyRow, col: &str) -> Result<Option<Id<T>>, sqlx::Error> {
+    match row.try_get::<Option<i64>, _>(col)? {
+        None => Ok(None),
+        Some(v) => checked_id(v).map(Some).ok_or_else(|| bad(col, v)),
+    }
+}
+
+pub(crate) fn checked_id<T>(v: i64) -> Option<Id<T>> {
+    if v > 0 {
+        Id::new_checked(to_u64(v))
+    } else {
+        None
+    }
+}
+
+fn bad(col: &str, v: i64) -> sqlx::Error {
+    sqlx::Error::Decode(format!("column {col}: {v} is not a snowflake id").into())
+}
+
+pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i64, sqlx::Error> {
+    row.try_get(col)
+}
+
+pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, sqlx::Error> {
+    row.try_get(col)
+}
+
+pub(crate) fn flag(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
+    row.try_get(col)
+}
+
+pub(crate) fn opt_text(row: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
+    row.try_get(col)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct UserRow {
+    pub id: UserId,
+    pub username: String,
+    pub bot: bool,
+    pub created_at: i64,
+}
+
+impl UserRow {
+    pub const COLUMNS: &'static str = "id, username, bot, created_at";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(UserRow {
+            id: id(row, "id")?,
+            username: text(row, "username")?,
+            bot: flag(row, "bot")?,
+            created_at: int(row, "created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GuildRow {
+    pub id: GuildId,
+    pub name: String,
+    pub owner_id: UserId,
+    pub everyone_permissions: u64,
+    pub created_at: i64,
+}
+
+impl GuildRow {
+    pub const COLUMNS: &'static str = "id, name, owner_id, everyone_permissions, created_at";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(GuildRow {
+            id: id(row, "id")?,
+            name: text(row, "name")?,
+            owner_id: id(row, "owner_id")?,
+            everyone_permissions: to_u64(int(row, "everyone_permissions")?),
+            created_at: int(row, "created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChannelRow {
+    pub id: ChannelId,
+    pub guild_id: Option<GuildId>,
+    pub kind: i64,
+    pub name: String,
+    pub position: i64,
+    pub parent_id: Option<ChannelId>,
+    pub topic: Option<String>,
+    pub nsfw: bool,
+    pub last_message_id: Option<MessageId>,
+    pub created_at: i64,
+}
+
+impl ChannelRow {
+    pub const COLUMNS: &'static str =
+        "id, guild_id, type, name, position, parent_id, topic, nsfw, last_message_id, created_at";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(ChannelRow {
+            id: id(row, "id")?,
+            guild_id: opt_id(row, "guild_id")?,
+            kind: int(row, "type")?,
+            name: text(row, "name")?,
+            position: int(row, "position")?,
+            parent_id: opt_id(row, "parent_id")?,
+            topic: opt_text(row, "topic")?,
+            nsfw: flag(row, "nsfw")?,
+            last_message_id: opt_id(row, "last_message_id")?,
+            created_at: int(row, "created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MemberRow {
+    pub guild_id: GuildId,
+    pub user_id: UserId,
+    pub joined_at: i64,
+    pub nick: Option<String>,
+}
+
+impl MemberRow {
+    pub const COLUMNS: &'static str = "guild_id, user_id, joined_at, nick";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(MemberRow {
+            guild_id: id(row, "guild_id")?,
+            user_id: id(row, "user_id")?,
+            joined_at: int(row, "joined_at")?,
+            nick: opt_text(row, "nick")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InviteRow {
+    pub code: String,
+    pub guild_id: GuildId,
+    pub channel_id: ChannelId,
+    pub inviter_id: UserId,
+    pub max_age: i64,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub temporary: bool,
+    pub created_at: i64,
+}
+
+impl InviteRow {
+    pub const COLUMNS: &'static str =
+        "code, guild_id, channel_id, inviter_id, max_age, max_uses, uses, temporary, created_at";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(InviteRow {
+            code: text(row, "code")?,
+            guild_id: id(row, "guild_id")?,
+            channel_id: id(row, "channel_id")?,
+            inviter_id: id(row, "inviter_id")?,
+            max_age: int(row, "max_age")?,
+            max_uses: int(row, "max_uses")?,
+            uses: int(row, "uses")?,
+            temporary: flag(row, "temporary")?,
+            created_at: int(row, "created_at")?,
+        })
+    }
+
+    /// When it expires, Unix ms (`None`: never).
+    pub fn expires_at(&self) -> Option<i64> {
+        (self.max_age > 0).then(|| self.created_at.saturating_add(self.max_age * 1000))
+    }
+
+    /// Whether it can still be used at `now_ms`.
+    pub fn usable(&self, now_ms: i64) -> bool {
+        !self.expires_at().is_some_and(|t| now_ms >= t)
+            && !(self.max_uses > 0 && self.uses >= self.max_uses)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MessageRow {
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    pub guild_id: Option<GuildId>,
+    pub author_id: UserId,
+    pub content: String,
+    pub nonce: Option<String>,
+    pub tts: bool,
+    pub created_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub revision: i64,
+}
+
+impl MessageRow {
+    pub const COLUMNS: &'static str = "id, channel_id, guild_id, author_id, content, nonce, tts, \
+         created_at, edited_at, deleted_at, revision";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(MessageRow {
+            id: id(row, "id")?,
+            channel_id: id(row, "channel_id")?,
+            guild_id: opt_id(row, "guild_id")?,
+            author_id: id(row, "author_id")?,
+            content: text(row, "content")?,
+            nonce: opt_text(row, "nonce")?,
+            tts: flag(row, "tts")?,
+            created_at: int(row, "created_at")?,
+            edited_at: opt_int(row, "edited_at")?,
+            deleted_at: opt_int(row, "deleted_at")?,
+            revision: int(row, "revision")?,
+        })
+    }
+}

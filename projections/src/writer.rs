@@ -1,0 +1,530 @@
+//! Applying a batch of events to the read-model tables.
+//!
+//! A batch is first *planned*: each event is decoded and turned into row operations, and
+//! later events of the same batch are folded into earlier pending rows where that is
+//! exact (an edit or deletion of a message created in the same batch changes the row to
+//! insert; invite uses are counted). Then the plan is *written*: runs of inserts into one
+//! table become multi-row `INSERT` statements, and each channel's `last_message_id` is
+//! updated once. Everything happens on the caller's transaction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use domain::channel::ChannelEvent;
+use domain::guild::GuildEvent;
+use domain::invite::InviteEvent;
+use domain::user::{UserEvent, UsernameEvent};
+use domain::{DomainEvent, EventDecodeError};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
+use sqlx::AnyConnection;
+use store::RecordedEvent;
+
+use crate::db::to_i64;
+use crate::schema::Table;
+use crate::Result;
+
+/// Most bound parameters in one statement (well under SQLite's 32766 and PostgreSQL's
+/// 65535).
+const MAX_PARAMS: usize = 4000;
+/// Most rows in one multi-row `INSERT`.
+const MAX_ROWS: usize = 400;
+
+/// Which physical tables a batch writes: the live ones, or a rebuild's shadow tables
+/// (`{table}{suffix}`), possibly only some of them.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub suffix: String,
+    pub tables: Vec<Table>,
+}
+
+impl Target {
+    /// Every live table.
+    pub fn live() -> Target {
+        Target {
+            suffix: String::new(),
+            tables: Table::ALL.to_vec(),
+        }
+    }
+
+    fn includes(&self, t: Table) -> bool {
+        self.tables.contains(&t)
+    }
+
+    fn name(&self, t: Table) -> String {
+        format!("{}{}", t.name(), self.suffix)
+    }
+}
+
+/// A bound value.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(String),
+    OptText(Option<String>),
+}
+
+pub(crate) fn bind<'q>(
+    q: Query<'q, Any, AnyArguments<'q>>,
+    v: Val,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    match v {
+        Val::Int(i) => q.bind(i),
+        Val::OptInt(i) => q.bind(i),
+        Val::Text(s) => q.bind(s),
+        Val::OptText(s) => q.bind(s),
+    }
+}
+
+fn b(v: bool) -> Val {
+    Val::Int(i64::from(v))
+}
+
+/// One row operation.
+#[derive(Debug)]
+enum Op {
+    /// Insert a row (ignored if its key exists: events are facts, first one wins).
+    Insert(Table, Vec<Val>),
+    /// Set a message's content and edit time.
+    Edit {
+        id: i64,
+        content: String,
+        edited_at: i64,
+        revision: i64,
+    },
+    /// Flag a message deleted.
+    Delete {
+        id: i64,
+        deleted_at: i64,
+        revision: i64,
+    },
+    /// Add to an invite's uses.
+    InviteUses { code: String, n: i64 },
+}
+
+/// Column indexes inside a message insert row (see `schema::Table::Messages`).
+const MSG_CONTENT: usize = 4;
+const MSG_EDITED_AT: usize = 8;
+const MSG_DELETED_AT: usize = 9;
+const MSG_REVISION: usize = 10;
+/// Column index of `uses` in an invite insert row.
+const INVITE_USES: usize = 6;
+
+/// The row operations of one batch.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    ops: Vec<Op>,
+    /// Message id -> index of its pending insert.
+    pending_messages: HashMap<i64, usize>,
+    /// Invite code -> index of its pending insert or uses op.
+    pending_invites: HashMap<String, usize>,
+    /// Channel -> newest message id seen in the batch.
+    last_message: BTreeMap<i64, i64>,
+    /// Events applied (decoded and understood).
+    pub applied: usize,
+    /// Events skipped (unknown type or undecodable).
+    pub skipped: usize,
+}
+
+/// Decodes a stored event of one aggregate; logs and returns `None` when it cannot.
+fn decode<E: DomainEvent>(e: &RecordedEvent) -> Option<E> {
+    match E::from_stored(&e.event_type, e.version, e.data.clone()) {
+        Ok(ev) => Some(ev),
+        Err(EventDecodeError::UnknownType(t)) => {
+            tracing::debug!(stream = %e.stream_id, position = e.position, event_type = %t, "skipping an event type the read models do not use");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(stream = %e.stream_id, position = e.position, error = %err, "skipping an event that cannot be decoded");
+            None
+        }
+    }
+}
+
+/// The id part of a stream name (`guild-123` -> 123), if it is a snowflake.
+fn stream_snowflake(stream_id: &str) -> Option<i64> {
+    let (_, id) = domain::streams::parse(stream_id)?;
+    id.parse::<u64>().ok().filter(|v| *v > 0).map(to_i64)
+}
+
+impl Plan {
+    /// Plans every event of `events`, in order.
+    pub fn new(events: &[&RecordedEvent]) -> Plan {
+        let mut plan = Plan::default();
+        for e in events {
+            if plan.event(e) {
+                plan.applied += 1;
+            } else {
+                plan.skipped += 1;
+            }
+        }
+        plan
+    }
+
+    fn push(&mut self, op: Op) -> usize {
+        self.ops.push(op);
+        self.ops.len() - 1
+    }
+
+    /// Plans one event; false if it was skipped.
+    fn event(&mut self, e: &RecordedEvent) -> bool {
+        let at = to_i64(domain::timefmt::unix_ms(e.metadata.occurred_at));
+        let revision = to_i64(e.revision);
+        let Some((kind, _)) = domain::streams::parse(&e.stream_id) else {
+            tracing::debug!(stream = %e.stream_id, "skipping an event of an unnamed stream");
+            return false;
+        };
+        match kind {
+            "user" => match decode::<UserEvent>(e) {
+                Some(UserEvent::UserRegistered {
+                    user_id,
+                    username,
+                    bot,
+                    ..
+                }) => {
+                    self.push(Op::Insert(
+                        Table::Users,
+                        vec![
+                            Val::Int(to_i64(user_id.get())),
+                            Val::Text(username.into_string()),
+                            b(bot),
+                            Val::Int(at),
+                        ],
+                    ));
+                    true
+                }
+                Some(UserEvent::TokenIssued { .. }) => true,
+                None => false,
+            },
+            "username" => decode::<UsernameEvent>(e).is_some(),
+            "guild" => {
+                let Some(guild_id) = stream_snowflake(&e.stream_id) else {
+                    tracing::warn!(stream = %e.stream_id, "skipping a guild event of a stream without a guild id");
+                    return false;
+                };
+                match decode::<GuildEvent>(e) {
+                    Some(GuildEvent::GuildCreated {
+                        guild_id: gid,
+                        name,
+                        owner_id,
+                        everyone_permissions,
+                    }) => {
+                        self.push(Op::Insert(
+                            Table::Guilds,
+                            vec![
+                                Val::Int(to_i64(gid.get())),
+                                Val::Text(name.into_string()),
+                                Val::Int(to_i64(owner_id.get())),
+                                Val::Int(to_i64(everyone_permissions.0)),
+                                Val::Int(at),
+                            ],
+                        ));
+                        true
+                    }
+                    Some(GuildEvent::ChannelCreated {
+                        channel_id,
+                        kind,
+                        name,
+                        position,
+                        parent_id,
+                        topic,
+                        nsfw,
+                    }) => {
+                        self.push(Op::Insert(
+                            Table::Channels,
+                            vec![
+                                Val::Int(to_i64(channel_id.get())),
+                                Val::OptInt(Some(guild_id)),
+                                Val::Int(i64::from(kind.discord_type())),
+                                Val::Text(name.into_string()),
+                                Val::Int(i64::from(position)),
+                                Val::OptInt(parent_id.map(|p| to_i64(p.get()))),
+                                Val::OptText(topic.map(|t| t.into_string())),
+                                b(nsfw),
+                                Val::OptInt(None),
+                                Val::Int(at),
+                            ],
+                        ));
+                        true
+                    }
+                    Some(GuildEvent::MemberJoined { user_id, .. }) => {
+                        self.push(Op::Insert(
+                            Table::Members,
+                            vec![
+                                Val::Int(guild_id),
+                                Val::Int(to_i64(user_id.get())),
+                                Val::Int(at),
+                                Val::OptText(None),
+                            ],
+                        ));
+                        true
+                    }
+                    None => false,
+                }
+            }
+            "channel" => match decode::<ChannelEvent>(e) {
+                Some(ChannelEvent::ChannelOpened { .. }) => true,
+                Some(ChannelEvent::MessageCreated {
+                    message_id,
+                    channel_id,
+                    guild_id,
+                    author_id,
+                    content,
+                    nonce,
+                    tts,
+                }) => {
+                    let id = to_i64(message_id.get());
+                    let channel = to_i64(channel_id.get());
+                    let i = self.push(Op::Insert(
+                        Table::Messages,
+                        vec![
+                            Val::Int(id),
+                            Val::Int(channel),
+                            Val::OptInt(guild_id.map(|g| to_i64(g.get()))),
+                            Val::Int(to_i64(author_id.get())),
+                            Val::Text(content.into_string()),
+                            Val::OptText(nonce.map(|n| n.into_string())),
+                            b(tts),
+                            Val::Int(at),
+                            Val::OptInt(None),
+                            Val::OptInt(None),
+                            Val::Int(revision),
+                        ],
+                    ));
+                    self.pending_messages.entry(id).or_insert(i);
+                    let last = self.last_message.entry(channel).or_insert(id);
+                    *last = (*last).max(id);
+                    true
+                }
+                Some(ChannelEvent::MessageEdited {
+                    message_id,
+                    content,
+                }) => {
+                    let id = to_i64(message_id.get());
+                    if let Some(Op::Insert(_, row)) = self
+                        .pending_messages
+                        .get(&id)
+                        .and_then(|i| self.ops.get_mut(*i))
+                    {
+                        row[MSG_CONTENT] = Val::Text(content.into_string());
+                        row[MSG_EDITED_AT] = Val::OptInt(Some(at));
+                        row[MSG_REVISION] = Val::Int(revision);
+                    } else {
+                        self.push(Op::Edit {
+                            id,
+                            content: content.into_string(),
+                            edited_at: at,
+                            revision,
+                        });
+                    }
+                    true
+                }
+                Some(ChannelEvent::MessageDeleted { message_id }) => {
+                    let id = to_i64(message_id.get());
+                    if let Some(Op::Insert(_, row)) = self
+                        .pending_messages
+                        .get(&id)
+                        .and_then(|i| self.ops.get_mut(*i))
+                    {
+                        row[MSG_DELETED_AT] = Val::OptInt(Some(at));
+                        row[MSG_REVISION] = Val::Int(revision);
+                    } else {
+                        self.push(Op::Delete {
+                            id,
+                            deleted_at: at,
+                            revision,
+                        });
+                    }
+                    true
+                }
+                None => false,
+            },
+            "invite" => match decode::<InviteEvent>(e) {
+                Some(InviteEvent::InviteCreated {
+                    code,
+                    guild_id,
+                    channel_id,
+                    inviter_id,
+                    max_age,
+                    max_uses,
+                    temporary,
+                    created_at_ms,
+                }) => {
+                    let i = self.push(Op::Insert(
+                        Table::Invites,
+                        vec![
+                            Val::Text(code.clone()),
+                            Val::Int(to_i64(guild_id.get())),
+                            Val::Int(to_i64(channel_id.get())),
+                            Val::Int(to_i64(inviter_id.get())),
+                            Val::Int(i64::from(max_age)),
+                            Val::Int(i64::from(max_uses)),
+                            Val::Int(0),
+                            b(temporary),
+                            Val::Int(to_i64(created_at_ms)),
+                        ],
+                    ));
+                    self.pending_invites.entry(code).or_insert(i);
+                    true
+                }
+                Some(InviteEvent::InviteUsed { .. }) => {
+                    let Some((_, code)) = domain::streams::parse(&e.stream_id) else {
+                        return false;
+                    };
+                    match self
+                        .pending_invites
+                        .get(code)
+                        .and_then(|i| self.ops.get_mut(*i))
+                    {
+                        Some(Op::Insert(_, row)) => {
+                            if let Val::Int(n) = &mut row[INVITE_USES] {
+                                *n += 1;
+                            }
+                        }
+                        Some(Op::InviteUses { n, .. }) => *n += 1,
+                        _ => {
+                            let i = self.push(Op::InviteUses {
+                                code: code.to_owned(),
+                                n: 1,
+                            });
+                            self.pending_invites.insert(code.to_owned(), i);
+                        }
+                    }
+                    true
+                }
+                None => false,
+            },
+            other => {
+                tracing::debug!(stream = %e.stream_id, kind = other, event_type = %e.event_type, "skipping an event of a stream the read models do not use");
+                false
+            }
+        }
+    }
+
+    /// Writes the plan to `target` on `conn` (a transaction).
+    #[tracing::instrument(skip_all, fields(ops = self.ops.len()))]
+    pub async fn write(self, conn: &mut AnyConnection, target: &Target) -> Result<()> {
+        let mut ops = self.ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
+            match op {
+                Op::Insert(table, row) => {
+                    let mut rows = vec![row];
+                    while let Some(Op::Insert(t, _)) = ops.peek() {
+                        if *t != table {
+                            break;
+                        }
+                        if let Some(Op::Insert(_, row)) = ops.next() {
+                            rows.push(row);
+                        }
+                    }
+                    if target.includes(table) {
+                        insert_rows(conn, table, &target.name(table), rows).await?;
+                    }
+                }
+                Op::Edit {
+                    id,
+                    content,
+                    edited_at,
+                    revision,
+                } if target.includes(Table::Messages) => {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET content = $2, edited_at = $3, revision = $4 WHERE id = $1",
+                        target.name(Table::Messages)
+                    ))
+                    .bind(id)
+                    .bind(content)
+                    .bind(edited_at)
+                    .bind(revision)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Op::Delete {
+                    id,
+                    deleted_at,
+                    revision,
+                } if target.includes(Table::Messages) => {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET deleted_at = $2, revision = $3 WHERE id = $1 AND deleted_at IS NULL",
+                        target.name(Table::Messages)
+                    ))
+                    .bind(id)
+                    .bind(deleted_at)
+                    .bind(revision)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Op::InviteUses { code, n } if target.includes(Table::Invites) => {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET uses = uses + $2 WHERE code = $1",
+                        target.name(Table::Invites)
+                    ))
+                    .bind(code)
+                    .bind(n)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Op::Edit { .. } | Op::Delete { .. } | Op::InviteUses { .. } => {}
+            }
+        }
+        if target.includes(Table::Channels) {
+            let sql = format!(
+                "UPDATE {} SET last_message_id = $2 WHERE id = $1 \
+                 AND (last_message_id IS NULL OR last_message_id < $2)",
+                target.name(Table::Channels)
+            );
+            for (channel, message) in self.last_message {
+                sqlx::query(&sql)
+                    .bind(channel)
+                    .bind(message)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `INSERT INTO physical (...) VALUES (...), (...) ON CONFLICT DO NOTHING`, in chunks.
+async fn insert_rows(
+    conn: &mut AnyConnection,
+    table: Table,
+    physical: &str,
+    rows: Vec<Vec<Val>>,
+) -> Result<()> {
+    let cols = table.columns();
+    let per_chunk = (MAX_PARAMS / cols.len()).clamp(1, MAX_ROWS);
+    let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+    let head = format!("INSERT INTO {physical} ({}) VALUES ", names.join(", "));
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
+        let mut sql = String::with_capacity(head.len() + chunk.len() * cols.len() * 6);
+        sql.push_str(&head);
+        let mut n = 0;
+        for (r, _) in chunk.iter().enumerate() {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 0..cols.len() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for row in chunk {
+            for v in row {
+                q = bind(q, v);
+            }
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
