@@ -1,0 +1,754 @@
+//! The read side against real databases: every test runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bus::{Bus, Envelope, InProcessBus};
+use common::{community, env, Backend, World, WAIT};
+use projections::queries::{self, MessageAnchor};
+use projections::{Projections, ReadDb};
+
+on_both_backends!(
+    events_from_decide_end_up_in_the_read_models,
+    messages_page_newest_first_before_after_and_around,
+    the_checkpoint_is_written_with_the_changes_and_a_restarted_runner_resumes_without_double_applying,
+    rebuilding_yields_identical_tables_and_the_runner_keeps_going,
+    wait_for_returns_once_the_read_models_include_the_position,
+    the_publisher_puts_every_event_on_the_bus_with_the_expected_dispatches_and_subjects,
+    two_runners_on_the_same_database_do_not_double_apply,
+    unknown_and_malformed_events_are_skipped_without_stopping_the_runner,
+    wire_shapes_match_the_snapshots,
+    expired_and_used_up_invites_are_not_found,
+    status_reports_each_checkpoint_and_its_lag,
+);
+
+async fn start(e: &common::Env) -> Projections {
+    Projections::start(e.store.clone(), e.db.clone(), None)
+        .await
+        .expect("start projections")
+}
+
+async fn events_from_decide_end_up_in_the_read_models(backend: Backend) {
+    let e = env(backend).await;
+    let p = start(&e).await;
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    assert!(p.wait_for(w.position, WAIT).await, "caught up");
+    let db = &e.db;
+
+    let alice = queries::user(db, c.alice).await.unwrap().expect("alice");
+    assert_eq!(alice.username, "alice");
+    assert!(!alice.bot);
+    let bob = queries::user_by_name(db, "BOB")
+        .await
+        .unwrap()
+        .expect("bob");
+    assert_eq!(bob.id, c.bob);
+    assert!(bob.bot);
+    assert!(queries::user_by_name(db, "carol").await.unwrap().is_none());
+
+    let guild = queries::guild(db, c.guild).await.unwrap().expect("guild");
+    assert_eq!(guild.name, "Chorus");
+    assert_eq!(guild.owner_id, c.alice);
+    assert_eq!(guild.roles.len(), 1);
+    assert_eq!(guild.roles[0].id.get(), c.guild.get());
+    assert_eq!(
+        guild.roles[0].permissions,
+        domain::permissions::Permissions::DEFAULT_EVERYONE
+            .0
+            .to_string()
+    );
+
+    let channels = queries::guild_channels(db, c.guild).await.unwrap();
+    let ids: Vec<_> = channels.iter().map(|ch| ch.id).collect();
+    for id in [c.general, c.category, c.dev, c.voice] {
+        assert!(ids.contains(&id), "channel {id} listed");
+    }
+    let dev = queries::channel(db, c.dev).await.unwrap().expect("dev");
+    assert_eq!(dev.parent_id, Some(c.category));
+    assert_eq!(dev.topic.as_deref(), Some("a topic"));
+    assert_eq!(dev.last_message_id, Some(c.messages[3]));
+    let general = queries::channel(db, c.general)
+        .await
+        .unwrap()
+        .expect("general");
+    assert_eq!(general.last_message_id, Some(c.deleted));
+    let voice = queries::channel(db, c.voice).await.unwrap().expect("voice");
+    assert_eq!(voice.kind, 2);
+    assert!(voice.voice.is_some());
+
+    assert!(queries::is_member(db, c.guild, c.bob).await.unwrap());
+    assert!(!queries::is_member(db, c.guild, domain::UserId::new(12345))
+        .await
+        .unwrap());
+    let member = queries::member(db, c.guild, c.bob)
+        .await
+        .unwrap()
+        .expect("member");
+    assert_eq!(member.user.expect("user").id, c.bob);
+    assert_eq!(
+        queries::guild_ids_of(db, c.bob).await.unwrap(),
+        vec![c.guild]
+    );
+    let guilds = queries::user_guilds(db, c.alice).await.unwrap();
+    assert_eq!(guilds.len(), 1);
+    assert!(guilds[0].owner);
+    let guilds = queries::user_guilds(db, c.bob).await.unwrap();
+    assert!(!guilds[0].owner);
+    assert_eq!(
+        guilds[0].permissions,
+        domain::permissions::Permissions::DEFAULT_EVERYONE
+            .0
+            .to_string()
+    );
+
+    let page = queries::messages(db, c.general, MessageAnchor::Latest, 50)
+        .await
+        .unwrap();
+    let contents: Vec<_> = page.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        contents,
+        ["fixed", "hi alice", "hello"],
+        "newest first, deleted gone"
+    );
+    assert!(page[0].edited_timestamp.is_some());
+    assert_eq!(page[2].nonce.as_deref(), Some("n1"));
+    assert!(page[1].member.is_some());
+    assert!(queries::message(db, c.general, c.deleted)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(queries::message(db, c.dev, c.messages[0])
+        .await
+        .unwrap()
+        .is_none());
+    let m = queries::message(db, c.general, c.messages[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.author.id, c.alice);
+
+    let invite = queries::invite(db, "chorus", true)
+        .await
+        .unwrap()
+        .expect("invite");
+    assert_eq!(invite.uses, 1);
+    assert_eq!(invite.approximate_member_count, Some(2));
+    assert_eq!(invite.guild.id, c.guild);
+    assert_eq!(invite.channel.id, c.general);
+
+    let gc = queries::guild_create_payload(db, c.guild, c.bob)
+        .await
+        .unwrap()
+        .expect("payload");
+    assert_eq!(gc.member_count, 2);
+    assert_eq!(gc.channels.len(), 4);
+    assert!(gc
+        .members
+        .iter()
+        .any(|m| m.user.as_ref().map(|u| u.id) == Some(c.bob)));
+    assert!(
+        queries::guild_create_payload(db, c.guild, domain::UserId::new(99))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    p.shutdown().await;
+}
+
+async fn messages_page_newest_first_before_after_and_around(backend: Backend) {
+    let e = env(backend).await;
+    let p = start(&e).await;
+    let mut w = World::new(e.store.clone());
+    let alice = w.register("alice", false).await;
+    let (_, general) = w.create_guild(alice, "Paging").await;
+    let mut ids = Vec::new();
+    for i in 1..=10 {
+        ids.push(w.send(general, alice, &format!("m{i}"), None).await);
+    }
+    assert!(p.wait_for(w.position, WAIT).await);
+    let names = |page: Vec<projections::wire::Message>| -> Vec<String> {
+        page.into_iter().map(|m| m.content).collect()
+    };
+    let db = &e.db;
+    let get = |anchor, limit| queries::messages(db, general, anchor, limit);
+    assert_eq!(
+        names(get(MessageAnchor::Latest, 3).await.unwrap()),
+        ["m10", "m9", "m8"]
+    );
+    assert_eq!(
+        names(get(MessageAnchor::Before(ids[7]), 3).await.unwrap()),
+        ["m7", "m6", "m5"]
+    );
+    assert_eq!(
+        names(get(MessageAnchor::After(ids[1]), 3).await.unwrap()),
+        ["m5", "m4", "m3"]
+    );
+    assert_eq!(
+        names(get(MessageAnchor::Around(ids[4]), 4).await.unwrap()),
+        ["m7", "m6", "m5", "m4"]
+    );
+    assert_eq!(
+        get(MessageAnchor::Latest, 0).await.unwrap().len(),
+        1,
+        "limit clamps to 1"
+    );
+    assert_eq!(get(MessageAnchor::Latest, 1000).await.unwrap().len(), 10);
+    p.shutdown().await;
+}
+
+async fn count(db: &ReadDb, sql: &str) -> i64 {
+    use sqlx::Row as _;
+    sqlx::query(sql)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .try_get::<i64, _>(0)
+        .unwrap()
+}
+
+async fn the_checkpoint_is_written_with_the_changes_and_a_restarted_runner_resumes_without_double_applying(
+    backend: Backend,
+) {
+    let e = env(backend).await;
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    let p = start(&e).await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    p.shutdown().await;
+    let first = w.position;
+    assert_eq!(
+        e.db.checkpoint(projections::READ_MODELS).await.unwrap(),
+        first
+    );
+    let messages_before = count(&e.db, "SELECT COUNT(*) FROM messages").await;
+
+    // While no runner runs: more joins through the invite and more messages.
+    for i in 0..5 {
+        let u = w.register(&format!("user{i}"), false).await;
+        w.join(u, "chorus").await;
+        w.send(c.general, u, "late", None).await;
+    }
+    // Not applied yet: the checkpoint did not move and the rows are as they were.
+    assert_eq!(
+        e.db.checkpoint(projections::READ_MODELS).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        count(&e.db, "SELECT COUNT(*) FROM messages").await,
+        messages_before
+    );
+
+    let p = start(&e).await;
+    assert_eq!(p.position(), first, "resumes at the stored checkpoint");
+    assert!(p.wait_for(w.position, WAIT).await);
+    p.shutdown().await;
+    assert_eq!(
+        e.db.checkpoint(projections::READ_MODELS).await.unwrap(),
+        w.position
+    );
+    assert_eq!(
+        count(&e.db, "SELECT uses FROM invites WHERE code = 'chorus'").await,
+        6
+    );
+    assert_eq!(
+        count(&e.db, "SELECT COUNT(*) FROM messages").await,
+        messages_before + 5
+    );
+    assert_eq!(count(&e.db, "SELECT COUNT(*) FROM members").await, 7);
+
+    // A third start with nothing new applies nothing again.
+    let p = start(&e).await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.shutdown().await;
+    assert_eq!(
+        count(&e.db, "SELECT uses FROM invites WHERE code = 'chorus'").await,
+        6
+    );
+}
+
+async fn rebuilding_yields_identical_tables_and_the_runner_keeps_going(backend: Backend) {
+    let e = env(backend).await;
+    let p = start(&e).await;
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    for i in 0..40 {
+        w.send(c.dev, c.bob, &format!("bulk {i}"), None).await;
+    }
+    assert!(p.wait_for(w.position, WAIT).await);
+    let before = e.db.dump().await.unwrap();
+    assert!(
+        before.iter().all(|(_, rows)| !rows.is_empty()),
+        "every table has rows"
+    );
+
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let report = projections::rebuild(&*e.store, &e.db, projections::READ_MODELS, move |d, t| {
+        seen.lock().unwrap().push((d, t))
+    })
+    .await
+    .expect("rebuild");
+    assert_eq!(report.position, w.position);
+    assert_eq!(report.tables.len(), 6);
+    assert_eq!(
+        calls.lock().unwrap().last(),
+        Some(&(w.position, w.position))
+    );
+    assert_eq!(
+        e.db.dump().await.unwrap(),
+        before,
+        "rebuilt tables equal the live ones"
+    );
+    assert_eq!(
+        e.db.checkpoint(projections::READ_MODELS).await.unwrap(),
+        w.position
+    );
+
+    // One table alone, twice (the second reuses the names the first left behind).
+    for _ in 0..2 {
+        let report = projections::rebuild(&*e.store, &e.db, "messages", |_, _| {})
+            .await
+            .expect("rebuild messages");
+        assert_eq!(report.tables, ["messages"]);
+        assert_eq!(e.db.dump().await.unwrap(), before);
+    }
+    assert!(projections::rebuild(&*e.store, &e.db, "nope", |_, _| {})
+        .await
+        .is_err());
+
+    // The runner, still running, keeps applying to the swapped-in tables.
+    let late = w.send(c.general, c.alice, "after the swap", None).await;
+    let latecomer = w.register("latecomer", false).await;
+    w.join(latecomer, "chorus").await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    assert!(queries::message(&e.db, c.general, late)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        count(&e.db, "SELECT uses FROM invites WHERE code = 'chorus'").await,
+        2
+    );
+    p.shutdown().await;
+
+    // And a rebuild while the runner is stopped catches up to the head.
+    let extra = w.send(c.general, c.alice, "offline", None).await;
+    projections::rebuild(&*e.store, &e.db, projections::READ_MODELS, |_, _| {})
+        .await
+        .expect("offline rebuild");
+    assert_eq!(
+        e.db.checkpoint(projections::READ_MODELS).await.unwrap(),
+        w.position
+    );
+    assert!(queries::message(&e.db, c.general, extra)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+async fn wait_for_returns_once_the_read_models_include_the_position(backend: Backend) {
+    let e = env(backend).await;
+    let p = start(&e).await;
+    let mut w = World::new(e.store.clone());
+    let alice = w.register("alice", false).await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    assert!(p.position() >= w.position);
+    assert!(
+        queries::user(&e.db, alice).await.unwrap().is_some(),
+        "read your writes"
+    );
+    let (_, general) = w.create_guild(alice, "Waiting").await;
+    let id = w.send(general, alice, "now", None).await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    assert!(queries::message(&e.db, general, id)
+        .await
+        .unwrap()
+        .is_some());
+    let start = std::time::Instant::now();
+    assert!(
+        !p.wait_for(w.position + 100, Duration::from_millis(200))
+            .await
+    );
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    p.shutdown().await;
+}
+
+async fn collect_until(sub: &mut bus::BusSubscription, position: u64) -> Vec<(String, Envelope)> {
+    let mut out = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .expect("envelopes arrive")
+            .expect("subscription open");
+        let env = Envelope::from_bytes(&msg.payload).expect("an envelope");
+        let done = env.position >= position;
+        out.push((msg.subject, env));
+        if done {
+            // MemberJoined publishes twice at one position; take what is queued.
+            while let Ok(Some(msg)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+            {
+                out.push((msg.subject, Envelope::from_bytes(&msg.payload).unwrap()));
+            }
+            return out;
+        }
+    }
+}
+
+async fn the_publisher_puts_every_event_on_the_bus_with_the_expected_dispatches_and_subjects(
+    backend: Backend,
+) {
+    let e = env(backend).await;
+    let bus = InProcessBus::default();
+    let mut sub = bus.subscribe("chorus.>").await.unwrap();
+    let p = Projections::start(e.store.clone(), e.db.clone(), Some(Arc::new(bus.clone())))
+        .await
+        .unwrap();
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    let got = collect_until(&mut sub, w.position).await;
+    p.shutdown().await;
+
+    // Every event, in log order (two envelopes for a MemberJoined), none twice.
+    let positions: Vec<u64> = got.iter().map(|(_, e)| e.position).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] <= w[1]),
+        "positions never go back"
+    );
+    let mut distinct = positions.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        (1..=w.position).collect::<Vec<_>>(),
+        "every event published"
+    );
+    let mut keys: Vec<_> = got
+        .iter()
+        .map(|(s, e)| (e.stream_id.clone(), e.revision, s.clone()))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "nothing published twice");
+
+    let find = |dispatch: &str| -> Vec<&(String, Envelope)> {
+        got.iter()
+            .filter(|(_, e)| e.dispatch.as_deref() == Some(dispatch))
+            .collect()
+    };
+    let (g, general) = (c.guild.get(), c.general.get());
+    let creates = find("MESSAGE_CREATE");
+    assert_eq!(creates.len(), 5);
+    let (subject, first) = creates[0];
+    assert_eq!(
+        subject,
+        &bus::subjects::guild_channel(g, general, "message_create")
+    );
+    assert_eq!(first.guild_id, Some(g));
+    assert_eq!(first.channel_id, Some(general));
+    assert_eq!(first.stream_id, format!("channel-{general}"));
+    assert_eq!(first.data["content"], "hello");
+    assert_eq!(first.data["nonce"], "n1");
+    assert_eq!(first.data["author"]["id"], c.alice.to_string());
+    assert_eq!(first.data["member"]["roles"], serde_json::json!([]));
+    // MESSAGE_CREATE shows what was sent, even though the read model was edited since.
+    let typo = creates
+        .iter()
+        .find(|(_, e)| e.data["id"] == c.edited.to_string())
+        .unwrap();
+    assert_eq!(typo.1.data["content"], "typo");
+    assert_eq!(typo.1.data["edited_timestamp"], serde_json::Value::Null);
+
+    let updates = find("MESSAGE_UPDATE");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(
+        updates[0].0,
+        bus::subjects::guild_channel(g, general, "message_update")
+    );
+    assert_eq!(updates[0].1.data["content"], "fixed");
+    assert!(updates[0].1.data["edited_timestamp"].is_string());
+
+    let deletes = find("MESSAGE_DELETE");
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(
+        deletes[0].0,
+        bus::subjects::guild_channel(g, general, "message_delete")
+    );
+    assert_eq!(
+        deletes[0].1.data,
+        serde_json::json!({"id": c.deleted.to_string(), "channel_id": general.to_string(), "guild_id": g.to_string()})
+    );
+
+    let channels = find("CHANNEL_CREATE");
+    assert_eq!(channels.len(), 4);
+    assert!(channels
+        .iter()
+        .all(|(s, _)| s == &bus::subjects::guild(g, "channel_create")));
+
+    let adds = find("GUILD_MEMBER_ADD");
+    assert_eq!(adds.len(), 2, "the owner and bob");
+    assert!(adds
+        .iter()
+        .all(|(s, _)| s == &bus::subjects::guild(g, "guild_member_add")));
+    assert_eq!(adds[1].1.data["user"]["id"], c.bob.to_string());
+    assert_eq!(adds[1].1.data["guild_id"], g.to_string());
+
+    let guild_creates = find("GUILD_CREATE");
+    assert_eq!(guild_creates.len(), 2);
+    let (subject, owner_gc) = guild_creates[0];
+    assert_eq!(subject, &bus::subjects::user(c.alice.get(), "guild_create"));
+    assert_eq!(owner_gc.user_ids, vec![c.alice.get()]);
+    let listed = owner_gc.data["channels"].as_array().unwrap();
+    assert!(
+        listed.iter().any(|ch| ch["id"] == general.to_string()),
+        "the owner's GUILD_CREATE lists #general, created after the MemberJoined"
+    );
+    assert_eq!(
+        guild_creates[1].0,
+        bus::subjects::user(c.bob.get(), "guild_create")
+    );
+    assert_eq!(guild_creates[1].1.data["unavailable"], false);
+
+    let invites = find("INVITE_CREATE");
+    assert_eq!(invites.len(), 1);
+    assert_eq!(invites[0].0, bus::subjects::guild(g, "invite_create"));
+    assert_eq!(invites[0].1.data["code"], "chorus");
+    assert_eq!(invites[0].1.data["uses"], 0);
+
+    // Events without a dispatch still travel (for gap detection), with no data.
+    let users: Vec<_> = got
+        .iter()
+        .filter(|(_, e)| e.event_type == "UserRegistered")
+        .collect();
+    assert_eq!(users.len(), 2);
+    assert!(users
+        .iter()
+        .all(|(_, e)| e.dispatch.is_none() && e.data.is_null()));
+    assert_eq!(
+        e.db.checkpoint(projections::PUBLISHER).await.unwrap(),
+        w.position
+    );
+}
+
+async fn two_runners_on_the_same_database_do_not_double_apply(backend: Backend) {
+    let e = env(backend).await;
+    let db2 = ReadDb::connect(&e.url).await.unwrap();
+    let p1 = start(&e).await;
+    let p2 = Projections::start(e.store.clone(), db2, None)
+        .await
+        .unwrap();
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    let mut joined = 1;
+    for i in 0..30 {
+        let u = w.register(&format!("member{i}"), false).await;
+        w.join(u, "chorus").await;
+        joined += 1;
+        w.send(c.general, u, "hello", None).await;
+    }
+    assert!(p1.wait_for(w.position, WAIT).await);
+    assert!(p2.wait_for(w.position, WAIT).await);
+    p1.shutdown().await;
+    p2.shutdown().await;
+    assert_eq!(
+        count(&e.db, "SELECT uses FROM invites WHERE code = 'chorus'").await,
+        joined
+    );
+    assert_eq!(
+        count(&e.db, "SELECT COUNT(*) FROM members").await,
+        joined + 1
+    );
+    assert_eq!(
+        e.db.checkpoint(projections::READ_MODELS).await.unwrap(),
+        w.position
+    );
+}
+
+async fn unknown_and_malformed_events_are_skipped_without_stopping_the_runner(backend: Backend) {
+    let e = env(backend).await;
+    let p = start(&e).await;
+    let mut w = World::new(e.store.clone());
+    let alice = w.register("alice", false).await;
+    let (guild, general) = w.create_guild(alice, "Robust").await;
+    w.append_raw(
+        &format!("guild-{guild}"),
+        "GuildRenamedInTheFuture",
+        serde_json::json!({"name": "x"}),
+    )
+    .await;
+    w.append_raw(
+        &format!("channel-{general}"),
+        "MessageCreated",
+        serde_json::json!({"garbage": true}),
+    )
+    .await;
+    w.append_raw("weird-stream", "Whatever", serde_json::json!(null))
+        .await;
+    w.append_raw("nodash", "Whatever", serde_json::json!(1))
+        .await;
+    w.append_raw("guild-notanumber", "GuildCreated", serde_json::json!({}))
+        .await;
+    let bob = w.register("bob", false).await;
+    assert!(
+        p.wait_for(w.position, WAIT).await,
+        "the runner got past the bad events"
+    );
+    assert!(queries::user(&e.db, bob).await.unwrap().is_some());
+    p.shutdown().await;
+}
+
+/// Redacts an id string, keeping `null` visible.
+fn id() -> insta::internals::Redaction {
+    insta::dynamic_redaction(|value, _| match value.as_str() {
+        Some(_) => "[id]".into(),
+        None => value,
+    })
+}
+
+/// Redacts a timestamp string, keeping `null` visible; checks its Discord form.
+fn ts() -> insta::internals::Redaction {
+    insta::dynamic_redaction(|value, _| match value.as_str() {
+        Some(t) => {
+            assert!(
+                t.ends_with("+00:00") && t.len() == 32,
+                "Discord timestamp: {t}"
+            );
+            "[timestamp]".into()
+        }
+        None => value,
+    })
+}
+
+async fn wire_shapes_match_the_snapshots(backend: Backend) {
+    let e = env(backend).await;
+    let p = start(&e).await;
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    let db = &e.db;
+    let message = queries::message(db, c.general, c.messages[0])
+        .await
+        .unwrap()
+        .unwrap();
+    insta::assert_json_snapshot!("message", message, {
+        ".id" => id(), ".channel_id" => id(), ".guild_id" => id(),
+        ".author.id" => id(), ".timestamp" => ts(),
+        ".member.joined_at" => ts(),
+    });
+    let edited = queries::message(db, c.general, c.edited)
+        .await
+        .unwrap()
+        .unwrap();
+    insta::assert_json_snapshot!("message_edited", edited, {
+        ".id" => id(), ".channel_id" => id(), ".guild_id" => id(),
+        ".author.id" => id(), ".timestamp" => ts(),
+        ".edited_timestamp" => ts(), ".member.joined_at" => ts(),
+    });
+    let text = queries::channel(db, c.dev).await.unwrap().unwrap();
+    insta::assert_json_snapshot!("channel_text", text, {
+        ".id" => id(), ".guild_id" => id(), ".parent_id" => id(),
+        ".last_message_id" => id(),
+    });
+    let voice = queries::channel(db, c.voice).await.unwrap().unwrap();
+    insta::assert_json_snapshot!("channel_voice", voice, {
+        ".id" => id(), ".guild_id" => id(),
+    });
+    let member = queries::member(db, c.guild, c.bob).await.unwrap().unwrap();
+    insta::assert_json_snapshot!("member", member, {
+        ".user.id" => id(), ".joined_at" => ts(),
+    });
+    let gc = queries::guild_create_payload(db, c.guild, c.bob)
+        .await
+        .unwrap()
+        .unwrap();
+    insta::assert_json_snapshot!("guild_create", gc, {
+        ".id" => id(), ".owner_id" => id(), ".joined_at" => ts(),
+        ".roles[].id" => id(),
+        ".channels[].id" => id(), ".channels[].guild_id" => id(),
+        ".channels[].parent_id" => id(), ".channels[].last_message_id" => id(),
+        ".members[].user.id" => id(), ".members[].joined_at" => ts(),
+    });
+    let invite = queries::invite(db, "chorus", true).await.unwrap().unwrap();
+    insta::assert_json_snapshot!("invite", invite, {
+        ".guild.id" => id(), ".channel.id" => id(), ".inviter.id" => id(),
+        ".created_at" => ts(),
+    });
+    let guilds = queries::user_guilds(db, c.bob).await.unwrap();
+    insta::assert_json_snapshot!("user_guilds", guilds, { "[].id" => id() });
+    p.shutdown().await;
+}
+
+async fn expired_and_used_up_invites_are_not_found(backend: Backend) {
+    let e = env(backend).await;
+    let p = start(&e).await;
+    let mut w = World::new(e.store.clone());
+    let alice = w.register("alice", false).await;
+    let (guild, general) = w.create_guild(alice, "Invites").await;
+    w.create_invite(alice, guild, general, "once", 0, 1).await;
+    w.create_invite(alice, guild, general, "hour", 3600, 0)
+        .await;
+    let created = w.now_ms() as i64;
+    let bob = w.register("bob", false).await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    let once = queries::invite(&e.db, "once", false)
+        .await
+        .unwrap()
+        .expect("usable");
+    assert_eq!(once.expires_at, None);
+    assert_eq!(once.approximate_member_count, None);
+    let hour = queries::invite_at(&e.db, "hour", false, created)
+        .await
+        .unwrap()
+        .expect("fresh");
+    assert!(hour.expires_at.is_some());
+    assert!(
+        queries::invite_at(&e.db, "hour", false, created + 3_600_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    w.join(bob, "once").await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    assert!(
+        queries::invite(&e.db, "once", false)
+            .await
+            .unwrap()
+            .is_none(),
+        "used up"
+    );
+    assert!(queries::invite(&e.db, "unknown", false)
+        .await
+        .unwrap()
+        .is_none());
+    p.shutdown().await;
+}
+
+async fn status_reports_each_checkpoint_and_its_lag(backend: Backend) {
+    let e = env(backend).await;
+    let mut w = World::new(e.store.clone());
+    community(&mut w).await;
+    let before = projections::status(&*e.store, &e.db).await.unwrap();
+    assert_eq!(before[0].name, "read_models");
+    assert_eq!(before[0].lag, w.position);
+    let bus = InProcessBus::default();
+    let p = Projections::start(e.store.clone(), e.db.clone(), Some(Arc::new(bus)))
+        .await
+        .unwrap();
+    assert!(p.wait_for(w.position, WAIT).await);
+    p.shutdown().await;
+    let after = projections::status(&*e.store, &e.db).await.unwrap();
+    let read = after.iter().find(|s| s.name == "read_models").unwrap();
+    assert_eq!(
+        (read.position, read.head, read.lag),
+        (w.position, w.position, 0)
+    );
+    let publisher = after
+        .iter()
+        .find(|s| s.name == "publisher")
+        .expect("publisher row");
+    assert_eq!(publisher.head, w.position);
+}
