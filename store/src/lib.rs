@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod sqlite;
 mod subscribe;
 
+pub use batch::GroupCommitStats;
 pub use migrations::{migrate_postgres, migrate_sqlite};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -35,12 +35,12 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::batch::{
-    self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Decider, Head,
-    KnownEvent, PreparedAppend, Request, Row,
+    self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Counters, Decider,
+    Head, KnownEvent, PreparedAppend, Request, Row,
 };
 use crate::{
-    AppendResult, Direction, EventStore, Metadata, NewEvent, Position, RecordedEvent, Result,
-    Revision, StoreError, StreamAppend,
+    AppendResult, Direction, EventStore, GroupCommitStats, Metadata, NewEvent, Position,
+    RecordedEvent, Result, Revision, StoreError, StreamAppend,
 };
 
 /// The advisory lock every append transaction holds (the ASCII bytes of "chorusev").
@@ -51,8 +51,14 @@ pub const APPEND_LOCK: i64 = 0x6368_6f72_7573_6576;
 /// by the lock statement itself, before the lock is granted, and the appender would not
 /// see the previous holder's events. Under READ COMMITTED each later statement takes a
 /// fresh snapshot that includes them.
-const BEGIN_APPEND: &str =
-    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(7163097744720225654)";
+///
+/// `enable_seqscan = off` keeps the appender's look-ups on their indexes whatever the
+/// statistics say: the prepared statements' generic plans are cached, and one made while
+/// the table was still empty (a fresh database, before autovacuum's first ANALYZE) would
+/// otherwise scan the whole table for the event-id check on every batch.
+const BEGIN_APPEND: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
+     SET LOCAL enable_seqscan = off; \
+     SELECT pg_advisory_xact_lock(7163097744720225654)";
 /// The channel on which commits announce the new head.
 pub const NOTIFY_CHANNEL: &str = "chorus_events";
 /// Connections in a pool opened by [`PostgresStore::connect`].
@@ -73,6 +79,7 @@ pub struct PostgresStore {
     pool: PgPool,
     requests: mpsc::Sender<Request>,
     head: Arc<Head>,
+    counters: Arc<Counters>,
     _tasks: Arc<AbortOnDrop>,
 }
 
@@ -102,15 +109,27 @@ impl PostgresStore {
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         let head = Arc::new(Head::new(load_head(&pool).await?));
+        let counters = Arc::new(Counters::default());
         let (requests, queue) = mpsc::channel(batch::QUEUE_DEPTH);
-        tokio::spawn(run_appender(pool.clone(), queue, head.clone()));
+        tokio::spawn(run_appender(
+            pool.clone(),
+            queue,
+            head.clone(),
+            counters.clone(),
+        ));
         let listen = tokio::spawn(listen(listener, pool.clone(), head.clone()));
         Ok(PostgresStore {
             pool,
             requests,
             head,
+            counters,
             _tasks: Arc::new(AbortOnDrop(vec![listen])),
         })
+    }
+
+    /// How many commits this store's appender has made for how many requests.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.counters.snapshot()
     }
 
     /// The pool, for read models that live in the same database.
@@ -158,12 +177,18 @@ fn reject_nul(appends: &[StreamAppend]) -> Result<()> {
 }
 
 /// The appender: one group commit per batch of queued requests, until the store is gone.
-async fn run_appender(pool: PgPool, mut queue: mpsc::Receiver<Request>, head: Arc<Head>) {
+async fn run_appender(
+    pool: PgPool,
+    mut queue: mpsc::Receiver<Request>,
+    head: Arc<Head>,
+    counters: Arc<Counters>,
+) {
     while let Some(batch) = next_batch(&mut queue).await {
         let (appends, replies) = batch::split(batch);
         let outcome = match write_batch(&pool, appends).await {
             Ok(committed) => {
                 head.advance(committed.head);
+                counters.record(&committed);
                 Ok(committed.outcomes)
             }
             Err(e) => {
@@ -189,13 +214,18 @@ async fn write_batch(
     let outcomes = decide_all(&mut decider, batch);
     if decider.rows().is_empty() {
         tx.rollback().await?;
-        return Ok(Committed { outcomes, head });
+        return Ok(Committed {
+            outcomes,
+            head,
+            events: 0,
+        });
     }
     insert_and_notify(&mut tx, decider.rows(), decider.head()).await?;
     tx.commit().await?;
     Ok(Committed {
         outcomes,
         head: decider.head(),
+        events: decider.rows().len(),
     })
 }
 

@@ -23,12 +23,12 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::batch::{
-    self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Decider, Head,
-    KnownEvent, PreparedAppend, Request, Row,
+    self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Counters, Decider,
+    Head, KnownEvent, PreparedAppend, Request, Row,
 };
 use crate::{
-    AppendResult, Direction, EventStore, Metadata, Position, RecordedEvent, Result, Revision,
-    StoreError, StreamAppend,
+    AppendResult, Direction, EventStore, GroupCommitStats, Metadata, Position, RecordedEvent,
+    Result, Revision, StoreError, StreamAppend,
 };
 
 /// How long a write waits for another process's write transaction before failing.
@@ -53,6 +53,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     requests: mpsc::Sender<Request>,
     head: Arc<Head>,
+    counters: Arc<Counters>,
     _tasks: Arc<AbortOnDrop>,
 }
 
@@ -97,15 +98,27 @@ impl SqliteStore {
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         crate::migrations::migrate_sqlite(&pool).await?;
         let head = Arc::new(Head::new(load_head(&pool).await?));
+        let counters = Arc::new(Counters::default());
         let (requests, queue) = mpsc::channel(batch::QUEUE_DEPTH);
-        tokio::spawn(run_appender(pool.clone(), queue, head.clone()));
+        tokio::spawn(run_appender(
+            pool.clone(),
+            queue,
+            head.clone(),
+            counters.clone(),
+        ));
         let poller = tokio::spawn(poll_head(pool.clone(), head.clone()));
         Ok(SqliteStore {
             pool,
             requests,
             head,
+            counters,
             _tasks: Arc::new(AbortOnDrop(vec![poller])),
         })
+    }
+
+    /// How many commits this store's appender has made for how many requests.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.counters.snapshot()
     }
 
     /// The pool, for read models that live in the same database.
@@ -115,12 +128,18 @@ impl SqliteStore {
 }
 
 /// The appender: one group commit per batch of queued requests, until the store is gone.
-async fn run_appender(pool: SqlitePool, mut queue: mpsc::Receiver<Request>, head: Arc<Head>) {
+async fn run_appender(
+    pool: SqlitePool,
+    mut queue: mpsc::Receiver<Request>,
+    head: Arc<Head>,
+    counters: Arc<Counters>,
+) {
     while let Some(batch) = next_batch(&mut queue).await {
         let (appends, replies) = batch::split(batch);
         let outcome = match write_batch(&pool, appends).await {
             Ok(committed) => {
                 head.advance(committed.head);
+                counters.record(&committed);
                 Ok(committed.outcomes)
             }
             Err(e) => {
@@ -149,7 +168,11 @@ async fn write_batch(
     let outcomes = decide_all(&mut decider, batch);
     if decider.rows().is_empty() {
         tx.rollback().await?;
-        return Ok(Committed { outcomes, head });
+        return Ok(Committed {
+            outcomes,
+            head,
+            events: 0,
+        });
     }
     for chunk in decider.rows().chunks(INSERT_CHUNK) {
         insert_rows(&mut tx, chunk).await?;
@@ -158,6 +181,7 @@ async fn write_batch(
     Ok(Committed {
         outcomes,
         head: decider.head(),
+        events: decider.rows().len(),
     })
 }
 
