@@ -1,0 +1,275 @@
+//! A gateway node's fan-out hub: one bus subscription per guild and per user that has a
+//! session on this node (never one per socket), duplicates dropped by (stream, revision),
+//! and each dispatch serialised once and handed to every session that should see it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use bus::{subjects, Bus, Dedup, Envelope, Observation};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+/// How many dispatches may wait for a slow socket before the session is dropped.
+const SESSION_BUFFER: usize = 512;
+
+/// A dispatch ready to send: its name and its `d`, serialised once for all sessions.
+#[derive(Debug)]
+pub struct Dispatch {
+    pub name: String,
+    pub data: Box<str>,
+    pub guild_id: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Topic {
+    Guild(u64),
+    User(u64),
+}
+
+struct Session {
+    user_id: u64,
+    tx: mpsc::Sender<Arc<Dispatch>>,
+}
+
+#[derive(Default)]
+struct Routes {
+    sessions: HashMap<u64, Session>,
+    members: HashMap<Topic, HashSet<u64>>,
+    dedup: HashMap<&'static str, Dedup>,
+}
+
+/// The hub of one gateway node.
+pub struct Hub {
+    bus: Arc<dyn Bus>,
+    routes: Mutex<Routes>,
+    /// Live bus subscriptions; guarded by an async mutex because subscribing awaits.
+    pumps: tokio::sync::Mutex<HashMap<Topic, AbortHandle>>,
+    next_id: std::sync::atomic::AtomicU64,
+    me: Weak<Hub>,
+}
+
+/// A session's registration; dropping it removes the session from the hub.
+pub struct Registration {
+    hub: Arc<Hub>,
+    pub id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let hub = self.hub.clone();
+        let id = self.id;
+        let emptied = hub.remove_session(id);
+        if !emptied.is_empty() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { hub.release(emptied).await });
+            }
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(bus: Arc<dyn Bus>) -> Arc<Hub> {
+        Arc::new_cyclic(|me| Hub {
+            bus,
+            routes: Mutex::default(),
+            pumps: tokio::sync::Mutex::default(),
+            next_id: 1.into(),
+            me: me.clone(),
+        })
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of sessions on this node.
+    pub fn session_count(&self) -> usize {
+        self.routes().sessions.len()
+    }
+
+    /// Number of bus subscriptions this node holds.
+    pub async fn subscription_count(&self) -> usize {
+        self.pumps.lock().await.len()
+    }
+
+    /// Registers a session of `user_id` in `guilds`; returns once the node's bus
+    /// subscriptions for them are live, so nothing published afterwards is missed.
+    pub async fn register(
+        self: &Arc<Self>,
+        user_id: u64,
+        guilds: &[u64],
+    ) -> Result<(Registration, mpsc::Receiver<Arc<Dispatch>>), bus::BusError> {
+        let mut topics: Vec<Topic> = guilds.iter().map(|g| Topic::Guild(*g)).collect();
+        topics.push(Topic::User(user_id));
+        self.ensure(&topics).await?;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+        let mut routes = self.routes();
+        routes.sessions.insert(id, Session { user_id, tx });
+        for t in topics {
+            routes.members.entry(t).or_default().insert(id);
+        }
+        drop(routes);
+        Ok((
+            Registration {
+                hub: self.clone(),
+                id,
+            },
+            rx,
+        ))
+    }
+
+    /// Makes sure the node holds a subscription for each topic.
+    async fn ensure(&self, topics: &[Topic]) -> Result<(), bus::BusError> {
+        let mut pumps = self.pumps.lock().await;
+        let mut added = false;
+        for &topic in topics {
+            if pumps.contains_key(&topic) {
+                continue;
+            }
+            let pattern = match topic {
+                Topic::Guild(g) => subjects::guild_all(g),
+                Topic::User(u) => subjects::user_all(u),
+            };
+            let sub = self.bus.subscribe(&pattern).await?;
+            let hub = self.me.clone();
+            let task = tokio::spawn(pump(hub, topic, sub));
+            pumps.insert(topic, task.abort_handle());
+            added = true;
+        }
+        drop(pumps);
+        if added {
+            self.bus.flush().await;
+        }
+        Ok(())
+    }
+
+    /// Removes a session; returns the topics nobody on this node follows any more.
+    fn remove_session(&self, id: u64) -> Vec<Topic> {
+        let mut routes = self.routes();
+        routes.sessions.remove(&id);
+        let mut emptied = Vec::new();
+        routes.members.retain(|topic, ids| {
+            ids.remove(&id);
+            if ids.is_empty() {
+                emptied.push(*topic);
+                false
+            } else {
+                true
+            }
+        });
+        emptied
+    }
+
+    /// Drops subscriptions of topics that are still unfollowed.
+    async fn release(&self, topics: Vec<Topic>) {
+        let mut pumps = self.pumps.lock().await;
+        let routes = self.routes();
+        for t in topics {
+            if !routes.members.contains_key(&t) {
+                if let Some(p) = pumps.remove(&t) {
+                    p.abort();
+                }
+            }
+        }
+    }
+
+    /// Adds a session to a guild it just joined, subscribing the node if needed.
+    async fn join(&self, session: u64, guild: u64) -> Result<(), bus::BusError> {
+        self.ensure(&[Topic::Guild(guild)]).await?;
+        let mut routes = self.routes();
+        if routes.sessions.contains_key(&session) {
+            routes
+                .members
+                .entry(Topic::Guild(guild))
+                .or_default()
+                .insert(session);
+        }
+        Ok(())
+    }
+
+    fn route(&self, topic: Topic, env: Envelope) {
+        let kind = match topic {
+            Topic::Guild(_) => "guild",
+            Topic::User(_) => "user",
+        };
+        {
+            let mut routes = self.routes();
+            let dedup = routes.dedup.entry(kind).or_default();
+            match dedup.observe(&env.stream_id, env.revision) {
+                Observation::New => {}
+                Observation::Duplicate => return,
+                Observation::Gap {
+                    missing_from,
+                    missing_to,
+                } => {
+                    // Publishing follows the log, so a gap means a publisher was replaced
+                    // mid-batch; the missed events are re-published by its successor.
+                    tracing::warn!(stream = %env.stream_id, missing_from, missing_to, "gap in bus stream");
+                    dedup.mark(&env.stream_id, env.revision);
+                }
+            }
+        }
+        let Some(name) = env.dispatch.clone() else {
+            return;
+        };
+        let data = match serde_json::to_string(&env.data) {
+            Ok(d) => d.into_boxed_str(),
+            Err(_) => return,
+        };
+        let dispatch = Arc::new(Dispatch {
+            name,
+            data,
+            guild_id: env.guild_id,
+        });
+        let joins = match (topic, dispatch.name.as_str(), env.guild_id) {
+            (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),
+            _ => None,
+        };
+        let targets: Vec<(u64, mpsc::Sender<Arc<Dispatch>>)> = {
+            let routes = self.routes();
+            routes
+                .members
+                .get(&topic)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| routes.sessions.get(id).map(|s| (*id, s.tx.clone())))
+                .collect()
+        };
+        for (id, tx) in targets {
+            if let Some(guild) = joins {
+                // Subscribe to the guild before the client learns it joined, so it sees
+                // every later event of the guild.
+                let Some(hub) = self.me.upgrade() else { return };
+                let dispatch = dispatch.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = hub.join(id, guild).await {
+                        tracing::error!(error = %e, guild, "cannot subscribe to a joined guild");
+                    }
+                    let _ = tx.send(dispatch).await;
+                });
+            } else if tx.try_send(dispatch.clone()).is_err() {
+                // Too slow (or gone): drop the session rather than the whole node's pace.
+                tracing::warn!(session = id, "session cannot keep up; disconnecting it");
+                self.routes().sessions.remove(&id);
+            }
+        }
+    }
+
+    /// The user a registered session belongs to.
+    pub fn session_user(&self, id: u64) -> Option<u64> {
+        self.routes().sessions.get(&id).map(|s| s.user_id)
+    }
+}
+
+async fn pump(hub: Weak<Hub>, topic: Topic, mut sub: bus::BusSubscription) {
+    while let Some(msg) = sub.next().await {
+        let Some(hub) = hub.upgrade() else { return };
+        match Envelope::from_bytes(&msg.payload) {
+            Ok(env) => hub.route(topic, env),
+            Err(e) => tracing::warn!(subject = %msg.subject, error = %e, "undecodable bus message"),
+        }
+    }
+}

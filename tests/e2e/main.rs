@@ -1,0 +1,7 @@
+//! End-to-end tests: spawned `chorus serve` processes, real HTTP and WebSocket sockets,
+//! on the embedded shape (SQLite, in-process bus) and the clustered shape (PostgreSQL,
+//! NATS).
+
+mod bad_input;
+mod harness;
+mod messaging;

@@ -1,0 +1,276 @@
+use serde_json::{json, Value};
+
+use crate::harness::{Gateway, Server, Shape};
+
+/// Two users meet in a guild: an invite, two gateway sessions, and messages that reach
+/// both sessions in channel order and appear in the channel's history.
+async fn two_users_talk_in_a_guild(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (alice, alice_id) = anon.register("alice").await;
+    let (bob, bob_id) = anon.register("bob").await;
+
+    let guild = alice
+        .ok("POST", "/guilds", Some(json!({ "name": "Chorus Club" })))
+        .await;
+    let guild_id = guild["id"].as_str().unwrap().to_owned();
+    assert_eq!(guild["owner_id"], alice_id.as_str());
+    let channel = alice
+        .ok(
+            "POST",
+            &format!("/guilds/{guild_id}/channels"),
+            Some(json!({ "name": "lobby", "type": 0 })),
+        )
+        .await;
+    let channel_id = channel["id"].as_str().unwrap().to_owned();
+    let invite = alice
+        .ok(
+            "POST",
+            &format!("/channels/{channel_id}/invites"),
+            Some(json!({ "max_age": 3600 })),
+        )
+        .await;
+    let code = invite["code"].as_str().unwrap().to_owned();
+
+    // Alice is connected before Bob joins; Bob connects while in no guild.
+    let mut alice_gw = Gateway::connect(&server.ws, alice.token.as_deref().unwrap()).await;
+    assert_eq!(alice_gw.guild_creates.len(), 1);
+    assert_eq!(alice_gw.guild_creates[0]["id"], guild_id.as_str());
+    let mut bob_gw = Gateway::connect(&server.ws, bob.token.as_deref().unwrap()).await;
+    assert!(bob_gw.guild_creates.is_empty());
+
+    let joined = bob.ok("POST", &format!("/invites/{code}"), None).await;
+    assert_eq!(joined["guild"]["id"], guild_id.as_str());
+    let created = bob_gw.wait_for("GUILD_CREATE").await;
+    assert_eq!(created["id"], guild_id.as_str());
+    assert!(created["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == channel_id.as_str()));
+    let added = alice_gw.wait_for("GUILD_MEMBER_ADD").await;
+    assert_eq!(added["user"]["id"], bob_id.as_str());
+    assert_eq!(added["guild_id"], guild_id.as_str());
+
+    // Both post concurrently.
+    let mut posts = Vec::new();
+    for i in 0..10 {
+        for (who, api) in [("alice", alice.clone()), ("bob", bob.clone())] {
+            let path = format!("/channels/{channel_id}/messages");
+            posts.push(tokio::spawn(async move {
+                api.ok(
+                    "POST",
+                    &path,
+                    Some(json!({ "content": format!("{who} says {i}") })),
+                )
+                .await
+            }));
+        }
+    }
+    let mut sent = Vec::new();
+    for p in posts {
+        sent.push(p.await.unwrap());
+    }
+    for m in &sent {
+        assert_eq!(m["channel_id"], channel_id.as_str());
+        assert!(m["timestamp"].as_str().unwrap().ends_with("+00:00"));
+    }
+
+    let mut seen_by = Vec::new();
+    for gw in [&mut alice_gw, &mut bob_gw] {
+        let mut ids = Vec::new();
+        while ids.len() < sent.len() {
+            let m = gw.wait_for("MESSAGE_CREATE").await;
+            assert_eq!(m["channel_id"], channel_id.as_str());
+            ids.push(m["id"].as_str().unwrap().parse::<u64>().unwrap());
+        }
+        seen_by.push(ids);
+    }
+    assert_eq!(seen_by[0], seen_by[1], "both sessions see the same order");
+    assert!(
+        seen_by[0].windows(2).all(|w| w[0] < w[1]),
+        "ids increase with the channel order"
+    );
+
+    let history = alice
+        .ok(
+            "GET",
+            &format!("/channels/{channel_id}/messages?limit=100"),
+            None,
+        )
+        .await;
+    let mut history: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    history.reverse(); // newest first on the wire
+    assert_eq!(
+        history, seen_by[0],
+        "history has every message in the same order"
+    );
+
+    // Edits and deletes reach both sessions too.
+    let first = seen_by[0][0].to_string();
+    let author = sent.iter().find(|m| m["id"] == first.as_str()).unwrap()["author"]["id"].clone();
+    let (editor, other) = if author == Value::String(alice_id.clone()) {
+        (&alice, &bob)
+    } else {
+        (&bob, &alice)
+    };
+    editor
+        .ok(
+            "PATCH",
+            &format!("/channels/{channel_id}/messages/{first}"),
+            Some(json!({ "content": "edited" })),
+        )
+        .await;
+    let r = other
+        .call(
+            "PATCH",
+            &format!("/channels/{channel_id}/messages/{first}"),
+            Some(json!({ "content": "hijack" })),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.body["code"], 50005);
+    for gw in [&mut alice_gw, &mut bob_gw] {
+        let u = gw.wait_for("MESSAGE_UPDATE").await;
+        assert_eq!(u["content"], "edited");
+    }
+    let r = editor
+        .call(
+            "DELETE",
+            &format!("/channels/{channel_id}/messages/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    for gw in [&mut alice_gw, &mut bob_gw] {
+        let d = gw.wait_for("MESSAGE_DELETE").await;
+        assert_eq!(d["id"], first.as_str());
+    }
+    let r = alice
+        .call(
+            "GET",
+            &format!("/channels/{channel_id}/messages/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_talk_in_a_guild_embedded() {
+    two_users_talk_in_a_guild(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_talk_in_a_guild_on_postgres_and_nats() {
+    two_users_talk_in_a_guild(Shape::cluster().await).await;
+}
+
+/// Two processes share PostgreSQL and NATS: a message posted on one reaches a gateway
+/// client connected to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_posted_on_one_node_reaches_a_client_on_another() {
+    let shape = Shape::cluster().await;
+    let a = Server::start(&shape);
+    let b = Server::start(&shape);
+    let (alice, _) = a.api(None).register("alice").await;
+    let guild = alice
+        .ok("POST", "/guilds", Some(json!({ "name": "Cluster" })))
+        .await;
+    let guild_id = guild["id"].as_str().unwrap();
+    let channels = alice
+        .ok("GET", &format!("/guilds/{guild_id}/channels"), None)
+        .await;
+    let general = channels[0]["id"].as_str().unwrap().to_owned();
+
+    // Alice's token works on node B (the log is shared); she listens there.
+    let mut on_b = Gateway::connect(&b.ws, alice.token.as_deref().unwrap()).await;
+    assert_eq!(on_b.guild_creates.len(), 1);
+    let sent = alice
+        .ok(
+            "POST",
+            &format!("/channels/{general}/messages"),
+            Some(json!({ "content": "across nodes" })),
+        )
+        .await;
+    let got = on_b.wait_for("MESSAGE_CREATE").await;
+    assert_eq!(got["id"], sent["id"]);
+    assert_eq!(got["content"], "across nodes");
+    // And node B reads what node A wrote.
+    let via_b = b
+        .api(alice.token.as_deref())
+        .ok("GET", &format!("/channels/{general}/messages"), None)
+        .await;
+    assert_eq!(via_b[0]["id"], sent["id"]);
+}
+
+/// Every REST response is `application/json` exactly, and READY has what libraries need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_and_guild_create_carry_what_libraries_require() {
+    let server = Server::start(&Shape::Embedded);
+    let (alice, alice_id) = server.api(None).register("alice").await;
+    let r = alice
+        .call("POST", "/guilds", Some(json!({ "name": "Shapes" })))
+        .await;
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    let gw = Gateway::connect(&server.ws, alice.token.as_deref().unwrap()).await;
+    let ready = &gw.ready;
+    assert_eq!(ready["v"], 10);
+    assert_eq!(ready["user"]["id"], alice_id.as_str());
+    assert_eq!(ready["guilds"][0]["unavailable"], true);
+    assert!(
+        ready["guilds"][0].get("name").is_none(),
+        "READY carries guild stubs only"
+    );
+    assert!(ready["session_id"].is_string());
+    assert!(ready["resume_gateway_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("ws://"));
+    assert!(ready["application"]["id"].is_string());
+    let g = &gw.guild_creates[0];
+    for key in [
+        "channels",
+        "threads",
+        "members",
+        "roles",
+        "voice_states",
+        "presences",
+        "stage_instances",
+        "guild_scheduled_events",
+        "emojis",
+        "stickers",
+        "features",
+    ] {
+        assert!(g[key].is_array(), "GUILD_CREATE.{key} is an array: {g}");
+    }
+    for key in [
+        "afk_timeout",
+        "default_message_notifications",
+        "explicit_content_filter",
+        "id",
+        "mfa_level",
+        "name",
+        "nsfw_level",
+        "owner_id",
+        "preferred_locale",
+        "premium_progress_bar_enabled",
+        "system_channel_flags",
+        "verification_level",
+        "member_count",
+        "large",
+        "joined_at",
+    ] {
+        assert!(g.get(key).is_some(), "GUILD_CREATE.{key} is present: {g}");
+    }
+    assert_eq!(g["unavailable"], false);
+    assert_eq!(
+        g["roles"][0]["id"], g["id"],
+        "@everyone's id is the guild id"
+    );
+}
