@@ -28,9 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool, Row as _};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row as _};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -102,8 +103,15 @@ impl PostgresStore {
     }
 
     /// Uses an existing pool: applies the migrations, starts the appender and the LISTEN
-    /// task (which keeps one of the pool's connections).
+    /// task. Each keeps one of the pool's connections, so the pool needs at least three.
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        let max = pool.options().get_max_connections();
+        if max < 3 {
+            return Err(StoreError::Backend(format!(
+                "a PostgresStore pool needs at least 3 connections (the appender and LISTEN \
+                 keep one each), not {max}"
+            )));
+        }
         crate::migrations::migrate_postgres(&pool).await?;
         // LISTEN before reading the head, so no commit falls between the two.
         let mut listener = PgListener::connect_with(&pool).await?;
@@ -183,15 +191,19 @@ async fn run_appender(
     head: Arc<Head>,
     counters: Arc<Counters>,
 ) {
+    // The appender keeps one connection for itself (taking one from the pool per batch
+    // would cost a liveness ping per batch), and gives it back after an error.
+    let mut conn = None;
     while let Some(batch) = next_batch(&mut queue).await {
         let (appends, replies) = batch::split(batch);
-        let outcome = match write_batch(&pool, appends).await {
+        let outcome = match write_batch(&pool, &mut conn, appends).await {
             Ok(committed) => {
                 head.advance(committed.head);
                 counters.record(&committed);
                 Ok(committed.outcomes)
             }
             Err(e) => {
+                conn = None;
                 tracing::error!(error = %e, "postgres group commit failed");
                 Err(e.to_string())
             }
@@ -204,10 +216,15 @@ async fn run_appender(
 #[tracing::instrument(skip_all, fields(requests = batch.len()))]
 async fn write_batch(
     pool: &PgPool,
+    conn: &mut Option<PoolConnection<Postgres>>,
     batch: Vec<Vec<PreparedAppend>>,
 ) -> Result<Committed, sqlx::Error> {
     let (streams, ids) = batch_keys(&batch);
-    let mut tx = pool.begin_with(BEGIN_APPEND).await?;
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(pool.acquire().await?),
+    };
+    let mut tx = conn.begin_with(BEGIN_APPEND).await?;
     let state = select_state(&mut tx, &streams, &ids).await?;
     let head = state.head;
     let mut decider = Decider::new(state.head, state.revisions, state.known);

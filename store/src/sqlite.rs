@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row as _, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, QueryBuilder, Row as _, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -95,7 +96,14 @@ impl SqliteStore {
 
     /// Uses an existing pool (whose connections should have the settings of
     /// [`SqliteStore::connect_options`]), applies the migrations and starts the appender.
+    /// The appender keeps one of the pool's connections, so the pool needs at least two.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
+        let max = pool.options().get_max_connections();
+        if max < 2 {
+            return Err(StoreError::Backend(format!(
+                "a SqliteStore pool needs at least 2 connections (one is the appender's), not {max}"
+            )));
+        }
         crate::migrations::migrate_sqlite(&pool).await?;
         let head = Arc::new(Head::new(load_head(&pool).await?));
         let counters = Arc::new(Counters::default());
@@ -134,15 +142,19 @@ async fn run_appender(
     head: Arc<Head>,
     counters: Arc<Counters>,
 ) {
+    // The appender keeps one connection for itself (taking one from the pool per batch
+    // would cost a liveness ping per batch), and gives it back after an error.
+    let mut conn = None;
     while let Some(batch) = next_batch(&mut queue).await {
         let (appends, replies) = batch::split(batch);
-        let outcome = match write_batch(&pool, appends).await {
+        let outcome = match write_batch(&pool, &mut conn, appends).await {
             Ok(committed) => {
                 head.advance(committed.head);
                 counters.record(&committed);
                 Ok(committed.outcomes)
             }
             Err(e) => {
+                conn = None;
                 tracing::error!(error = %e, "sqlite group commit failed");
                 Err(e.to_string())
             }
@@ -155,12 +167,17 @@ async fn run_appender(
 #[tracing::instrument(skip_all, fields(requests = batch.len()))]
 async fn write_batch(
     pool: &SqlitePool,
+    conn: &mut Option<PoolConnection<Sqlite>>,
     batch: Vec<Vec<PreparedAppend>>,
 ) -> Result<Committed, sqlx::Error> {
     let (streams, ids) = batch_keys(&batch);
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(pool.acquire().await?),
+    };
     // IMMEDIATE takes the write lock now, so everything read below is the latest state
     // and stays so until COMMIT, in this process and every other.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let head = select_head(&mut tx).await?;
     let revisions = select_revisions(&mut tx, &streams).await?;
     let known = select_known(&mut tx, &ids).await?;
