@@ -78,6 +78,14 @@ fn invite_code() -> String {
         .collect()
 }
 
+/// Waits a random, growing while after losing a race, so that contending writers (on
+/// several nodes) spread out instead of colliding again.
+async fn backoff(attempt: usize) {
+    let cap_ms = (1u64 << attempt.min(6)).min(50);
+    let ms = rand::thread_rng().gen_range(0..=cap_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, CommandError> {
@@ -105,7 +113,7 @@ impl Commands {
     ) -> Result<(Vec<A::Event>, AppendResult), CommandError> {
         let entry = cache.entry(stream);
         let mut loaded = entry.lock().await;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             loaded.catch_up(self.store.as_ref(), stream).await?;
             let events = decide(&loaded.state)?;
             if events.is_empty() {
@@ -128,7 +136,7 @@ impl Commands {
                     loaded.apply(&events, result.revision);
                     return Ok((events, result));
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => backoff(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -181,7 +189,7 @@ impl Commands {
         let token = auth::mint_token(user_id);
         let ctx = Context::user(user_id, correlation_id);
         let meta = ctx.metadata();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let claim = self.load_username(&username).await?;
             let claimed = user::claim_username(&claim.state, user_id)?;
             let mut user_events = user::decide(
@@ -222,7 +230,7 @@ impl Commands {
                         position: results.iter().map(|r| r.position).max().unwrap_or(0),
                     })
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => backoff(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -327,7 +335,7 @@ impl Commands {
         let entry = self.guilds.entry(&stream);
         let mut loaded = entry.lock().await;
         let meta = ctx.metadata();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             loaded.catch_up(self.store.as_ref(), &stream).await?;
             let events = guild::decide(
                 &loaded.state,
@@ -366,7 +374,7 @@ impl Commands {
                     loaded.apply(&events, results[0].revision);
                     return Ok((channel_id, results[1].position));
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => backoff(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -397,7 +405,7 @@ impl Commands {
     ) -> Result<(InviteInfo, Position), CommandError> {
         let guild_id = self.channel_guild(channel_id).await?;
         let meta = ctx.metadata();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let code = invite_code();
             let events = self
                 .with_guild(guild_id, |g| {
@@ -430,7 +438,7 @@ impl Commands {
                     return Ok((info, result.position));
                 }
                 // A code collision: draw another code.
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => backoff(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -451,7 +459,7 @@ impl Commands {
         let invite_entry = self.invites.entry(&invite_stream);
         let mut inv = invite_entry.lock().await;
         let meta = ctx.metadata();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             inv.catch_up(self.store.as_ref(), &invite_stream).await?;
             let info = inv
                 .state
@@ -501,7 +509,7 @@ impl Commands {
                     g.apply(&joined, results[1].revision);
                     return Ok((info.guild_id, results[1].position));
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => backoff(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -519,7 +527,7 @@ impl Commands {
         let entry = self.channels.entry(&stream);
         let mut loaded = entry.lock().await;
         let meta = ctx.metadata();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             loaded.catch_up(self.store.as_ref(), &stream).await?;
             let Some(guild_id) = loaded.state.guild_id else {
                 return Err(DomainError::Unknown(Resource::Channel).into());
@@ -558,7 +566,7 @@ impl Commands {
                         repeated: None,
                     });
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => backoff(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -99,4 +99,4 @@ fn encode<E: domain::DomainEvent>(events: &[E], meta: &Metadata) -> Vec<NewEvent
 }
 
 /// How often a command is retried after losing an optimistic-concurrency race.
-const MAX_ATTEMPTS: usize = 16;
+const MAX_ATTEMPTS: usize = 32;

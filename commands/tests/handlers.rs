@@ -317,3 +317,39 @@ pub async fn message_ids_increase_with_revision_under_concurrent_senders(store: 
 async fn message_ids_increase_with_revision_under_concurrent_senders_in_memory() {
     message_ids_increase_with_revision_under_concurrent_senders(memory()).await;
 }
+
+/// A fresh PostgreSQL database; fails loudly when PostgreSQL is unreachable.
+async fn fresh_postgres() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("CHORUS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let mut conn = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {base}: {e}"));
+    let name = format!("chorus_cmd_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{base}/{name}")
+}
+
+/// Each "process" has its own connection pool and appender, as separate nodes would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_ids_increase_with_revision_under_concurrent_senders_on_postgres() {
+    let url = fresh_postgres().await;
+    let store: DynStore = Arc::new(store::postgres::PostgresStore::connect(&url).await.unwrap());
+    message_ids_increase_with_revision_under_concurrent_senders(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_ids_increase_with_revision_under_concurrent_senders_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let store: DynStore = Arc::new(
+        store::sqlite::SqliteStore::open(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap(),
+    );
+    message_ids_increase_with_revision_under_concurrent_senders(store).await;
+}
