@@ -262,12 +262,14 @@ async fn a_used_up_invite_is_rejected() {
 
 /// Several "processes" (separate command handlers with their own caches and snowflake
 /// generators) send to one channel at once: ids increase strictly with the revision.
-pub async fn message_ids_increase_with_revision_under_concurrent_senders(store: DynStore) {
+/// `stores[0]` sets up the guild; each of the others is one sender process's own
+/// connection to the log.
+pub async fn message_ids_increase_with_revision_under_concurrent_senders(stores: Vec<DynStore>) {
+    let store = stores[0].clone();
     let (c, _, member, _, channel) = guild_with_member(&store).await;
     drop(c);
     let mut tasks = Vec::new();
-    for process in 0..4u8 {
-        let store = store.clone();
+    for (process, store) in (0..4u8).zip(stores[1..].iter().cloned()) {
         let member = member.clone();
         tasks.push(tokio::spawn(async move {
             let c = commands(&store, process + 1);
@@ -315,7 +317,8 @@ pub async fn message_ids_increase_with_revision_under_concurrent_senders(store: 
 
 #[tokio::test]
 async fn message_ids_increase_with_revision_under_concurrent_senders_in_memory() {
-    message_ids_increase_with_revision_under_concurrent_senders(memory()).await;
+    let store = memory();
+    message_ids_increase_with_revision_under_concurrent_senders(vec![store; 5]).await;
 }
 
 /// A fresh PostgreSQL database; fails loudly when PostgreSQL is unreachable.
@@ -338,18 +341,25 @@ async fn fresh_postgres() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_ids_increase_with_revision_under_concurrent_senders_on_postgres() {
     let url = fresh_postgres().await;
-    let store: DynStore = Arc::new(store::postgres::PostgresStore::connect(&url).await.unwrap());
-    message_ids_increase_with_revision_under_concurrent_senders(store).await;
+    let mut stores: Vec<DynStore> = Vec::new();
+    for _ in 0..5 {
+        stores.push(Arc::new(
+            store::postgres::PostgresStore::connect(&url).await.unwrap(),
+        ));
+    }
+    message_ids_increase_with_revision_under_concurrent_senders(stores).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_ids_increase_with_revision_under_concurrent_senders_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chorus.db");
-    let store: DynStore = Arc::new(
-        store::sqlite::SqliteStore::open(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap(),
-    );
-    message_ids_increase_with_revision_under_concurrent_senders(store).await;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut stores: Vec<DynStore> = Vec::new();
+    for _ in 0..5 {
+        stores.push(Arc::new(
+            store::sqlite::SqliteStore::open(&url).await.unwrap(),
+        ));
+    }
+    message_ids_increase_with_revision_under_concurrent_senders(stores).await;
 }
