@@ -155,7 +155,7 @@ pub async fn rebuild(
             continue;
         }
         let mut tx = db.pool.begin().await?;
-        apply_events(&mut tx, &target, &page).await?;
+        apply_events(&mut tx, db.dialect, &target, &page).await?;
         tx.commit().await?;
         events += page.len() as u64;
         pos = page.last().map_or(pos, |e| e.position);
@@ -180,7 +180,7 @@ pub async fn rebuild(
         let Some(last) = page.last().map(|e| e.position) else {
             break;
         };
-        apply_events(&mut tx, &target, &page).await?;
+        apply_events(&mut tx, db.dialect, &target, &page).await?;
         events += page.len() as u64;
         pos = last;
     }
@@ -217,11 +217,12 @@ async fn read_until(
 
 async fn apply_events(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     target: &Target,
     events: &[RecordedEvent],
 ) -> Result<()> {
     let refs: Vec<&RecordedEvent> = events.iter().collect();
-    Plan::new(&refs).write(conn, target).await
+    Plan::new(&refs).write(conn, dialect, target).await
 }
 
 /// Drops leftovers of an interrupted rebuild and creates empty shadow tables.

@@ -61,7 +61,7 @@ pub(crate) fn channel(row: &ChannelRow) -> wire::Channel {
         nsfw: row.nsfw,
         last_message_id: row.last_message_id,
         rate_limit_per_user: 0,
-        voice: (row.kind == VOICE_TYPE).then(|| wire::VoiceFields {
+        voice: (row.kind == VOICE_TYPE).then_some(wire::VoiceFields {
             bitrate: VOICE_BITRATE,
             user_limit: 0,
             rtc_region: None,

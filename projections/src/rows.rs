@@ -190,8 +190,9 @@ impl InviteRow {
 
     /// Whether it can still be used at `now_ms`.
     pub fn usable(&self, now_ms: i64) -> bool {
-        !self.expires_at().is_some_and(|t| now_ms >= t)
-            && !(self.max_uses > 0 && self.uses >= self.max_uses)
+        let expired = self.expires_at().is_some_and(|t| now_ms >= t);
+        let used_up = self.max_uses > 0 && self.uses >= self.max_uses;
+        !expired && !used_up
     }
 }
 

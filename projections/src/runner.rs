@@ -18,23 +18,31 @@ const READ_AHEAD: usize = 8;
 /// Wait before retrying after a failure.
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Reads the log ahead of the applier on its own task, so that reading and decoding the
-/// next page overlaps writing the current one.
+/// A batch read ahead of the applier, with its plan made for the case that every event
+/// in it is still to apply.
+pub(crate) struct Prepared {
+    pub events: Vec<RecordedEvent>,
+    pub plan: Plan,
+}
+
+/// Reads and plans the log ahead of the applier, on two tasks of their own: a reader
+/// (store pages) and a planner (merges the pages that are ready into one batch and
+/// decodes it into row operations). Reading, decoding and writing overlap.
 pub(crate) struct Tail {
-    rx: mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>,
-    task: JoinHandle<()>,
+    rx: mpsc::Receiver<Result<Prepared, StoreError>>,
+    tasks: [JoinHandle<()>; 2],
 }
 
 impl Tail {
-    /// Tails every event after `after`.
-    pub fn start(store: DynStore, after: u64) -> Tail {
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let task = tokio::spawn(async move {
+    /// Tails every event after `after`, in batches of at most about `max` events.
+    pub fn start(store: DynStore, after: u64, max: usize) -> Tail {
+        let (pages_tx, mut pages) = mpsc::channel(READ_AHEAD);
+        let reader = tokio::spawn(async move {
             let mut sub = store::subscribe_all(store, after);
             loop {
                 let batch = sub.next_batch().await;
                 let failed = batch.is_err();
-                if tx.send(batch).await.is_err() {
+                if pages_tx.send(batch).await.is_err() {
                     return;
                 }
                 if failed {
@@ -42,34 +50,61 @@ impl Tail {
                 }
             }
         });
-        Tail { rx, task }
+        let (tx, rx) = mpsc::channel(2);
+        let planner = tokio::spawn(async move {
+            while let Some(first) = pages.recv().await {
+                let mut events = match first {
+                    Ok(events) => events,
+                    Err(e) => {
+                        if tx.send(Err(e)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let mut pending_error = None;
+                while events.len() < max {
+                    match pages.try_recv() {
+                        Ok(Ok(more)) => events.extend(more),
+                        Ok(Err(e)) => {
+                            pending_error = Some(e);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let refs: Vec<&RecordedEvent> = events.iter().collect();
+                let plan = Plan::new(&refs);
+                if tx.send(Ok(Prepared { events, plan })).await.is_err() {
+                    return;
+                }
+                if let Some(e) = pending_error {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Tail {
+            rx,
+            tasks: [reader, planner],
+        }
     }
 
-    /// The next events (at least one, at most about `max`), merging pages already read.
-    pub async fn next(&mut self, max: usize) -> Result<Vec<RecordedEvent>> {
-        let Some(first) = self.rx.recv().await else {
-            return Err(crate::Error::Invalid("the log tail stopped".into()));
-        };
-        let mut batch = first?;
-        while batch.len() < max {
-            match self.rx.try_recv() {
-                Ok(Ok(more)) => batch.extend(more),
-                Ok(Err(e)) => {
-                    if batch.is_empty() {
-                        return Err(e.into());
-                    }
-                    break;
-                }
-                Err(_) => break,
-            }
+    /// The next batch (at least one event).
+    pub async fn next(&mut self) -> Result<Prepared> {
+        match self.rx.recv().await {
+            Some(batch) => Ok(batch?),
+            None => Err(crate::Error::Invalid("the log tail stopped".into())),
         }
-        Ok(batch)
     }
 }
 
 impl Drop for Tail {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -85,14 +120,16 @@ pub(crate) struct BatchOutcome {
 /// Applies `batch` (the events after `after`, in order) to `target` in one transaction
 /// that locks checkpoint `name` first and sets it last. Events at or below the locked
 /// checkpoint are skipped (another process applied them). If the checkpoint is below
-/// `after`, nothing is applied: the caller must re-read from the checkpoint.
-#[tracing::instrument(skip(db, batch, target), fields(events = batch.len()))]
+/// `after`, nothing is applied: the caller must re-read from the checkpoint. `plan` is
+/// `batch`'s plan made in advance; it is used when every event is to be applied.
+#[tracing::instrument(skip(db, batch, plan, target), fields(events = batch.len()))]
 pub(crate) async fn apply_batch(
     db: &ReadDb,
     name: &str,
     target: &Target,
     after: u64,
     batch: &[RecordedEvent],
+    plan: Option<Plan>,
 ) -> Result<BatchOutcome> {
     let mut tx = db.pool.begin().await?;
     let checkpoint = lock_checkpoint(&mut tx, db.dialect, name).await?;
@@ -105,11 +142,14 @@ pub(crate) async fn apply_batch(
         });
     }
     let events: Vec<&RecordedEvent> = batch.iter().filter(|e| e.position > checkpoint).collect();
-    let plan = Plan::new(&events);
+    let plan = match plan {
+        Some(plan) if events.len() == batch.len() => plan,
+        _ => Plan::new(&events),
+    };
     if plan.skipped > 0 {
         tracing::debug!(skipped = plan.skipped, "events without read-model changes");
     }
-    plan.write(&mut tx, target).await?;
+    plan.write(&mut tx, db.dialect, target).await?;
     set_checkpoint(&mut tx, name, last).await?;
     tx.commit().await?;
     Ok(BatchOutcome {
@@ -149,11 +189,11 @@ async fn project(store: &DynStore, db: &ReadDb, position: &watch::Sender<u64>) -
     };
     advance(position, after);
     let target = Target::live();
-    let mut tail = Tail::start(store.clone(), after);
+    let mut tail = Tail::start(store.clone(), after, MAX_BATCH);
     loop {
-        let batch = tail.next(MAX_BATCH).await?;
-        let last = batch.last().map_or(after, |e| e.position);
-        let outcome = apply_batch(db, READ_MODELS, &target, after, &batch).await?;
+        let Prepared { events, plan } = tail.next().await?;
+        let last = events.last().map_or(after, |e| e.position);
+        let outcome = apply_batch(db, READ_MODELS, &target, after, &events, Some(plan)).await?;
         if outcome.checkpoint != last {
             // Another process moved the checkpoint (past this batch, or back for a
             // reason of its own): continue from where the database says.
@@ -162,7 +202,7 @@ async fn project(store: &DynStore, db: &ReadDb, position: &watch::Sender<u64>) -
                 last,
                 "re-reading the log from the stored checkpoint"
             );
-            tail = Tail::start(store.clone(), outcome.checkpoint);
+            tail = Tail::start(store.clone(), outcome.checkpoint, MAX_BATCH);
         }
         after = outcome.checkpoint;
         advance(position, after);

@@ -504,7 +504,9 @@ async fn the_publisher_puts_every_event_on_the_bus_with_the_expected_dispatches_
     assert_eq!(owner_gc.user_ids, vec![c.alice.get()]);
     let listed = owner_gc.data["channels"].as_array().unwrap();
     assert!(
-        listed.iter().any(|ch| ch["id"] == general.to_string()),
+        listed
+            .iter()
+            .any(|ch| ch["id"] == general.to_string().as_str()),
         "the owner's GUILD_CREATE lists #general, created after the MemberJoined"
     );
     assert_eq!(
@@ -574,6 +576,7 @@ async fn unknown_and_malformed_events_are_skipped_without_stopping_the_runner(ba
     let mut w = World::new(e.store.clone());
     let alice = w.register("alice", false).await;
     let (guild, general) = w.create_guild(alice, "Robust").await;
+    let first = w.send(general, alice, "original", None).await;
     w.append_raw(
         &format!("guild-{guild}"),
         "GuildRenamedInTheFuture",
@@ -592,12 +595,26 @@ async fn unknown_and_malformed_events_are_skipped_without_stopping_the_runner(ba
         .await;
     w.append_raw("guild-notanumber", "GuildCreated", serde_json::json!({}))
         .await;
+    // A fact repeated (the same message id again, other content): the first one stands.
+    let repeat = serde_json::json!({
+        "message_id": first.to_string(), "channel_id": general.to_string(),
+        "guild_id": guild.to_string(), "author_id": alice.to_string(),
+        "content": "repeated", "nonce": null, "tts": false,
+    });
+    w.append_raw(&format!("channel-{general}"), "MessageCreated", repeat)
+        .await;
     let bob = w.register("bob", false).await;
     assert!(
         p.wait_for(w.position, WAIT).await,
         "the runner got past the bad events"
     );
     assert!(queries::user(&e.db, bob).await.unwrap().is_some());
+    let m = queries::message(&e.db, general, first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.content, "original");
+    assert_eq!(count(&e.db, "SELECT COUNT(*) FROM messages").await, 1);
     p.shutdown().await;
 }
 
