@@ -3,5 +3,6 @@
 //! NATS).
 
 mod bad_input;
+mod cli;
 mod harness;
 mod messaging;
