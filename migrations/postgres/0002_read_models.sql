@@ -87,6 +87,5 @@ CREATE TABLE messages (
     edited_at BIGINT, -- last edit time, Unix ms
     deleted_at BIGINT, -- deletion time, Unix ms; NULL while live
     revision BIGINT NOT NULL, -- channel stream revision of the last event that changed it
-    PRIMARY KEY (id),
-    UNIQUE (channel_id, id)
+    PRIMARY KEY (channel_id, id)
 );

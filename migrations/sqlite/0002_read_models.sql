@@ -58,7 +58,7 @@ CREATE TABLE members (
     nick TEXT, -- guild nickname
     PRIMARY KEY (guild_id, user_id),
     UNIQUE (user_id, guild_id)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- Invites, from InviteCreated; uses counts InviteUsed.
 CREATE TABLE invites (
@@ -87,6 +87,5 @@ CREATE TABLE messages (
     edited_at INTEGER, -- last edit time, Unix ms
     deleted_at INTEGER, -- deletion time, Unix ms; NULL while live
     revision INTEGER NOT NULL, -- channel stream revision of the last event that changed it
-    PRIMARY KEY (id),
-    UNIQUE (channel_id, id)
-) STRICT;
+    PRIMARY KEY (channel_id, id)
+) STRICT, WITHOUT ROWID;

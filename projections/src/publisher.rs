@@ -51,9 +51,14 @@ pub(crate) async fn run(
     loop {
         let target = *projected.borrow_and_update();
         if target <= known {
-            tokio::select! {
-                _ = projected.changed() => {}
+            let runner_gone = tokio::select! {
+                changed = projected.changed() => changed.is_err(),
                 _ = shutdown.wait_for(|s| *s) => return,
+            };
+            if runner_gone {
+                // Nothing will be projected any more: wait for the shutdown.
+                let _ = shutdown.wait_for(|s| *s).await;
+                return;
             }
             continue;
         }
@@ -363,7 +368,7 @@ impl Renderer {
             ChannelEvent::MessageEdited {
                 message_id,
                 content,
-            } => match queries::message_row(conn, message_id).await? {
+            } => match queries::message_row(conn, channel_id, message_id).await? {
                 Some(mut row) => {
                     row.content = content.into_string();
                     row.edited_at = Some(at);
@@ -384,7 +389,7 @@ impl Renderer {
                 }
             },
             ChannelEvent::MessageDeleted { message_id } => {
-                let guild = match queries::message_row(conn, message_id).await? {
+                let guild = match queries::message_row(conn, channel_id, message_id).await? {
                     Some(row) => row.guild_id,
                     None => queries::channel_row(conn, channel_id)
                         .await?

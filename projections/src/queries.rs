@@ -105,12 +105,14 @@ pub(crate) async fn invite_row(conn: &mut AnyConnection, code: &str) -> Result<O
 
 pub(crate) async fn message_row(
     conn: &mut AnyConnection,
+    channel: ChannelId,
     id: MessageId,
 ) -> Result<Option<MessageRow>> {
     let row = sqlx::query(&format!(
-        "SELECT {} FROM messages WHERE id = $1",
+        "SELECT {} FROM messages WHERE channel_id = $1 AND id = $2",
         MessageRow::COLUMNS
     ))
+    .bind(id_param(channel))
     .bind(id_param(id))
     .fetch_optional(&mut *conn)
     .await?;
@@ -440,10 +442,10 @@ pub async fn message(
 ) -> Result<Option<wire::Message>> {
     let mut conn = db.pool.acquire().await?;
     let row = sqlx::query(&format!(
-        "{MESSAGE_SELECT} WHERE m.id = $1 AND m.channel_id = $2 AND m.deleted_at IS NULL"
+        "{MESSAGE_SELECT} WHERE m.channel_id = $1 AND m.id = $2 AND m.deleted_at IS NULL"
     ))
-    .bind(id_param(id))
     .bind(id_param(channel_id))
+    .bind(id_param(id))
     .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(decode_joined_message).transpose()

@@ -207,7 +207,9 @@ impl Table {
     /// The primary key's columns.
     pub const fn primary_key(self) -> &'static [&'static str] {
         match self {
-            Table::Users | Table::Guilds | Table::Channels | Table::Messages => &["id"],
+            Table::Users | Table::Guilds | Table::Channels => &["id"],
+            // Clustered by channel: a page of messages is one range of the key.
+            Table::Messages => &["channel_id", "id"],
             Table::Members => &["guild_id", "user_id"],
             Table::Invites => &["code"],
         }
@@ -223,9 +225,15 @@ impl Table {
             Table::Channels => &[&["guild_id", "id"]],
             // guild_ids_of, user_guilds
             Table::Members => &[&["user_id", "guild_id"]],
-            // messages(channel, before/after/around)
-            Table::Messages => &[&["channel_id", "id"]],
+            // Message ids are unique across channels, and every look-up names the channel.
+            Table::Messages => &[],
         }
+    }
+
+    /// Whether SQLite stores the table as a b-tree on its primary key (`WITHOUT ROWID`):
+    /// one tree instead of a rowid table plus a key index, for composite keys.
+    pub const fn without_rowid(self) -> bool {
+        matches!(self, Table::Members | Table::Messages)
     }
 
     /// The columns a dump is sorted by (the primary key).
@@ -279,6 +287,7 @@ fn render_table(dialect: Dialect, table: Table, physical: &str, comments: bool) 
         })
         .collect();
     let strict = match dialect {
+        Dialect::Sqlite if table.without_rowid() => " STRICT, WITHOUT ROWID",
         Dialect::Sqlite => " STRICT",
         Dialect::Postgres => "",
     };

@@ -88,6 +88,7 @@ enum Op {
     Insert(Table, Vec<Val>),
     /// Set a message's content and edit time.
     Edit {
+        channel_id: i64,
         id: i64,
         content: String,
         edited_at: i64,
@@ -95,6 +96,7 @@ enum Op {
     },
     /// Flag a message deleted.
     Delete {
+        channel_id: i64,
         id: i64,
         deleted_at: i64,
         revision: i64,
@@ -264,6 +266,10 @@ impl Plan {
                 }
             }
             "channel" => match decode::<ChannelEvent>(e) {
+                _ if stream_snowflake(&e.stream_id).is_none() => {
+                    tracing::warn!(stream = %e.stream_id, "skipping a channel event of a stream without a channel id");
+                    false
+                }
                 Some(ChannelEvent::ChannelOpened { .. }) => true,
                 Some(ChannelEvent::MessageCreated {
                     message_id,
@@ -301,6 +307,7 @@ impl Plan {
                     message_id,
                     content,
                 }) => {
+                    let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
                     let id = to_i64(message_id.get());
                     if let Some(Op::Insert(_, row)) = self
                         .pending_messages
@@ -312,6 +319,7 @@ impl Plan {
                         row[MSG_REVISION] = Val::Int(revision);
                     } else {
                         self.push(Op::Edit {
+                            channel_id: stream_channel,
                             id,
                             content: content.into_string(),
                             edited_at: at,
@@ -321,6 +329,7 @@ impl Plan {
                     true
                 }
                 Some(ChannelEvent::MessageDeleted { message_id }) => {
+                    let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
                     let id = to_i64(message_id.get());
                     if let Some(Op::Insert(_, row)) = self
                         .pending_messages
@@ -331,6 +340,7 @@ impl Plan {
                         row[MSG_REVISION] = Val::Int(revision);
                     } else {
                         self.push(Op::Delete {
+                            channel_id: stream_channel,
                             id,
                             deleted_at: at,
                             revision,
@@ -428,15 +438,18 @@ impl Plan {
                     }
                 }
                 Op::Edit {
+                    channel_id,
                     id,
                     content,
                     edited_at,
                     revision,
                 } if target.includes(Table::Messages) => {
                     sqlx::query(&format!(
-                        "UPDATE {} SET content = $2, edited_at = $3, revision = $4 WHERE id = $1",
+                        "UPDATE {} SET content = $3, edited_at = $4, revision = $5 \
+                         WHERE channel_id = $1 AND id = $2",
                         target.name(Table::Messages)
                     ))
+                    .bind(channel_id)
                     .bind(id)
                     .bind(content)
                     .bind(edited_at)
@@ -445,14 +458,17 @@ impl Plan {
                     .await?;
                 }
                 Op::Delete {
+                    channel_id,
                     id,
                     deleted_at,
                     revision,
                 } if target.includes(Table::Messages) => {
                     sqlx::query(&format!(
-                        "UPDATE {} SET deleted_at = $2, revision = $3 WHERE id = $1 AND deleted_at IS NULL",
+                        "UPDATE {} SET deleted_at = $3, revision = $4 \
+                         WHERE channel_id = $1 AND id = $2 AND deleted_at IS NULL",
                         target.name(Table::Messages)
                     ))
+                    .bind(channel_id)
                     .bind(id)
                     .bind(deleted_at)
                     .bind(revision)
