@@ -196,6 +196,16 @@ async fn bench_postgres(scale: usize, out: &mut Vec<Measurement>) -> Result<(), 
         .connect_with(admin.clone().database(&database))
         .await?;
     let store = Arc::new(PostgresStore::from_pool(pool.clone()).await?);
+    pool.execute("CREATE TABLE commit_probe (x integer)")
+        .await?;
+    let started = Instant::now();
+    for i in 0..PROBE_COMMITS {
+        sqlx::query("INSERT INTO commit_probe VALUES ($1)")
+            .bind(i as i32)
+            .execute(&pool)
+            .await?;
+    }
+    report_probe(out, "PostgreSQL", started.elapsed());
     let subject = Subject {
         name: "PostgreSQL",
         store: store.clone(),
@@ -213,6 +223,17 @@ async fn bench_sqlite(scale: usize, out: &mut Vec<Measurement>) -> Result<(), St
     let dir = tempfile::tempdir().map_err(|e| StoreError::Backend(e.to_string()))?;
     let path = dir.path().join("bench.db");
     let store = Arc::new(SqliteStore::open(&path.display().to_string()).await?);
+    let pool = store.pool();
+    pool.execute("CREATE TABLE commit_probe (x integer)")
+        .await?;
+    let started = Instant::now();
+    for i in 0..PROBE_COMMITS {
+        sqlx::query("INSERT INTO commit_probe VALUES (?1)")
+            .bind(i as i32)
+            .execute(pool)
+            .await?;
+    }
+    report_probe(out, "SQLite", started.elapsed());
     let subject = Subject {
         name: "SQLite",
         store: store.clone(),
@@ -221,13 +242,43 @@ async fn bench_sqlite(scale: usize, out: &mut Vec<Measurement>) -> Result<(), St
     bench_backend(subject, scale, out).await
 }
 
+/// How many one-row autocommit INSERTs measure a backend's bare commit latency.
+const PROBE_COMMITS: usize = 300;
+
+/// Records the bare commit latency as a pseudo-measurement (0 writers): the floor under
+/// every group commit, and so the ceiling for closed-loop writers,
+/// `writers x events per append / latency`.
+fn report_probe(out: &mut Vec<Measurement>, backend: &'static str, elapsed: Duration) {
+    let latency = elapsed / PROBE_COMMITS as u32;
+    eprintln!(
+        "{backend:<10} bare commit (one-row INSERT, autocommit, one at a time): {:.3} ms",
+        latency.as_secs_f64() * 1e3
+    );
+    out.push(Measurement {
+        backend,
+        writers: 0,
+        events_per_append: 1,
+        events: PROBE_COMMITS,
+        elapsed,
+        commits: PROBE_COMMITS as u64,
+    });
+}
+
 fn print_table(results: &[Measurement]) {
+    for m in results.iter().filter(|m| m.writers == 0) {
+        println!(
+            "{}: bare commit latency {:.3} ms ({:.0} commits/s)",
+            m.backend,
+            m.elapsed.as_secs_f64() * 1e3 / m.events as f64,
+            m.events_per_second()
+        );
+    }
     println!();
     println!(
         "| backend | writers | events per append | events | seconds | events/s | appends per commit |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for m in results {
+    for m in results.iter().filter(|m| m.writers > 0) {
         println!(
             "| {} | {} | {} | {} | {:.2} | {:.0} | {:.1} |",
             m.backend,
