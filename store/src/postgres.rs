@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
@@ -64,6 +64,8 @@ const BEGIN_APPEND: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
 pub const NOTIFY_CHANNEL: &str = "chorus_events";
 /// Connections in a pool opened by [`PostgresStore::connect`].
 const MAX_CONNECTIONS: u32 = 16;
+/// After how long without appends the appender checks its connection before using it.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// How long the LISTEN task waits before retrying after a failed reconnect.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
@@ -192,9 +194,20 @@ async fn run_appender(
     counters: Arc<Counters>,
 ) {
     // The appender keeps one connection for itself (taking one from the pool per batch
-    // would cost a liveness ping per batch), and gives it back after an error.
-    let mut conn = None;
+    // would cost a liveness ping per batch), and gives it back after an error. After a
+    // quiet spell it pings the connection first, so that a connection the server or the
+    // network dropped meanwhile costs a reconnect instead of a failed batch.
+    let mut conn: Option<PoolConnection<Postgres>> = None;
+    let mut last_used = Instant::now();
     while let Some(batch) = next_batch(&mut queue).await {
+        if last_used.elapsed() > PING_AFTER_IDLE {
+            if let Some(c) = conn.as_mut() {
+                if let Err(e) = c.ping().await {
+                    tracing::info!(error = %e, "appender connection lost while idle; reconnecting");
+                    conn = None;
+                }
+            }
+        }
         let (appends, replies) = batch::split(batch);
         let outcome = match write_batch(&pool, &mut conn, appends).await {
             Ok(committed) => {
@@ -209,6 +222,7 @@ async fn run_appender(
             }
         };
         reply_all(replies, outcome);
+        last_used = Instant::now();
     }
 }
 

@@ -1077,6 +1077,81 @@ mod postgres_processes {
     }
 }
 
+mod postgres_failures {
+    use super::*;
+
+    /// The server drops every connection of the store (a restart, a failover, an idle
+    /// timeout). Appends may fail while the store reconnects, never lose or duplicate an
+    /// event when retried with the same ids, and succeed again shortly; the LISTEN task
+    /// reconnects too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_recovers_when_the_server_drops_its_connections() {
+        let backend = PostgresBackend::create().await;
+        let outcome = AssertUnwindSafe(async {
+            let a = backend.store();
+            a.append("s", ExpectedRevision::NoStream, events(1))
+                .await
+                .unwrap();
+            let mut admin = backend.admin.connect().await.unwrap();
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&backend.database)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            assert!(
+                killed.len() >= 2,
+                "the appender's and the listener's connections"
+            );
+
+            let retried = events(1);
+            let mut result = None;
+            for _ in 0..50 {
+                match a
+                    .append("s", ExpectedRevision::Exact(1), retried.clone())
+                    .await
+                {
+                    Ok(r) => {
+                        result = Some(r);
+                        break;
+                    }
+                    Err(StoreError::Backend(_)) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            }
+            assert_eq!(
+                result.expect("appends work again"),
+                AppendResult {
+                    revision: 2,
+                    position: 2
+                }
+            );
+            assert_eq!(revisions(&read_stream(&a, "s").await), [1, 2]);
+
+            let mut head = a.watch_head();
+            let b = backend.open_another().await;
+            b.append("s", ExpectedRevision::Exact(2), events(1))
+                .await
+                .unwrap();
+            timeout(Duration::from_secs(5), head.wait_for(|&p| p == 3))
+                .await
+                .expect("notified again after reconnecting")
+                .unwrap();
+            admin.close().await.ok();
+        })
+        .catch_unwind()
+        .await;
+        backend.destroy().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
 mod sqlite_processes {
     use super::*;
 
