@@ -56,4 +56,4 @@ if ! reachable "$nats_hostport"; then
 fi
 
 export CHORUS_TEST_DATABASE_URL="$pg_url" CHORUS_TEST_NATS_URL="$nats_url"
-cargo test --workspace --all-targets "$@"
+cargo test --workspace "$@"
