@@ -6,6 +6,12 @@
 //! (1-based, strictly increasing in commit order, never skipping a committed event that a
 //! reader could later observe). Backends: [`memory::MemoryStore`], [`sqlite::SqliteStore`]
 //! and [`postgres::PostgresStore`]; all pass the contract suite in `tests/contract.rs`.
+//!
+//! The SQL backends write through one appender task per process that group-commits:
+//! concurrent appends share one transaction, each decided on its own (one append's
+//! conflict fails only that append). Their schema is the numbered SQL under
+//! `migrations/{sqlite,postgres}`, applied by [`migrate_sqlite`] / [`migrate_postgres`]
+//! (and by the stores' constructors).
 
 use std::sync::Arc;
 
