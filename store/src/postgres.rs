@@ -1,7 +1,7 @@
 //! PostgreSQL backend (clustered default): any number of processes append to one database.
 //!
 //! Writes: every append of this process goes through one appender task that group-commits
-//! (see [`crate::batch`]): each batch is one transaction that
+//! (see `store/src/batch.rs`): each batch is one transaction that
 //! 1. begins `READ COMMITTED` and takes the transaction-level advisory lock
 //!    [`APPEND_LOCK`], which serializes appends across every process;
 //! 2. reads, in one query and with a snapshot taken after the lock was granted, the head

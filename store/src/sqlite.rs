@@ -2,7 +2,7 @@
 //! (the CLI) that opens it.
 //!
 //! Writes: every append of this process goes through one appender task that group-commits
-//! (see [`crate::batch`]) in a `BEGIN IMMEDIATE` transaction. SQLite serializes write
+//! (see `store/src/batch.rs`) in a `BEGIN IMMEDIATE` transaction. SQLite serializes write
 //! transactions across processes (the write lock, waited for up to the busy timeout), and
 //! the appender assigns positions as `max(position) + 1` while it holds that lock, so
 //! positions are gap-free in commit order no matter how many processes append.

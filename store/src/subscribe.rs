@@ -37,7 +37,7 @@ impl Subscription {
         }
     }
 
-    /// The next batch of events (at most [`PAGE`]), waiting if the subscriber is caught up.
+    /// The next batch of events (at most `PAGE`, 512), waiting if the subscriber is caught up.
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>> {
         if self.buffer.is_empty() {
             self.fill().await?;
