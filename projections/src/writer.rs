@@ -117,7 +117,9 @@ const INVITE_USES: usize = 6;
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     ops: Vec<Op>,
-    /// Message id -> index of its pending insert.
+    /// Message id -> index of its pending insert. (If the log repeated a creation of a
+    /// message that already has a row, an edit folded into the repeated insert would be
+    /// lost with it; the domain never repeats a message id.)
     pending_messages: HashMap<i64, usize>,
     /// Invite code -> index of its pending insert or uses op.
     pending_invites: HashMap<String, usize>,
@@ -420,23 +422,27 @@ impl Plan {
         dialect: Dialect,
         target: &Target,
     ) -> Result<()> {
-        let mut ops = self.ops.into_iter().peekable();
-        while let Some(op) = ops.next() {
+        // Inserts first, one multi-row run per table, then the updates in log order.
+        // This reorders nothing that matters: an update never targets a row inserted in
+        // the same batch (those were folded into the row to insert), so it touches a row
+        // that existed before the batch, which no insert of the batch changes (an insert
+        // of an existing key is ignored), and the tables have no foreign keys.
+        let mut inserts: BTreeMap<Table, Vec<Vec<Val>>> = BTreeMap::new();
+        let mut updates = Vec::new();
+        for op in self.ops {
             match op {
-                Op::Insert(table, row) => {
-                    let mut rows = vec![row];
-                    while let Some(Op::Insert(t, _)) = ops.peek() {
-                        if *t != table {
-                            break;
-                        }
-                        if let Some(Op::Insert(_, row)) = ops.next() {
-                            rows.push(row);
-                        }
-                    }
-                    if target.includes(table) {
-                        insert_rows(conn, dialect, table, &target.name(table), rows).await?;
-                    }
-                }
+                Op::Insert(table, row) => inserts.entry(table).or_default().push(row),
+                other => updates.push(other),
+            }
+        }
+        for (table, rows) in inserts {
+            if target.includes(table) {
+                insert_rows(conn, dialect, table, &target.name(table), rows).await?;
+            }
+        }
+        for op in updates {
+            match op {
+                Op::Insert(..) => {}
                 Op::Edit {
                     channel_id,
                     id,
@@ -658,6 +664,84 @@ async fn insert_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::values::Content;
+    use domain::{ChannelId, MessageId, UserId};
+
+    fn recorded(position: u64, e: &ChannelEvent) -> RecordedEvent {
+        RecordedEvent {
+            stream_id: "channel-7".into(),
+            revision: position,
+            position,
+            event_id: uuid::Uuid::new_v4(),
+            event_type: e.event_type().into(),
+            version: 1,
+            data: e.to_data(),
+            metadata: store::Metadata::system("test"),
+        }
+    }
+
+    fn created(id: u64) -> ChannelEvent {
+        ChannelEvent::MessageCreated {
+            message_id: MessageId::new(id),
+            channel_id: ChannelId::new(7),
+            guild_id: None,
+            author_id: UserId::new(1),
+            content: Content::parse("hi").unwrap(),
+            nonce: None,
+            tts: false,
+        }
+    }
+
+    #[test]
+    fn edits_and_deletions_of_messages_created_in_the_batch_fold_into_their_rows() {
+        let events = [
+            recorded(1, &created(10)),
+            recorded(2, &created(11)),
+            recorded(
+                3,
+                &ChannelEvent::MessageEdited {
+                    message_id: MessageId::new(10),
+                    content: Content::parse("edited").unwrap(),
+                },
+            ),
+            recorded(
+                4,
+                &ChannelEvent::MessageDeleted {
+                    message_id: MessageId::new(11),
+                },
+            ),
+            recorded(5, &created(12)),
+            recorded(
+                6,
+                &ChannelEvent::MessageDeleted {
+                    message_id: MessageId::new(9),
+                },
+            ),
+        ];
+        let refs: Vec<&RecordedEvent> = events.iter().collect();
+        let plan = Plan::new(&refs);
+        assert_eq!(plan.applied, 6);
+        assert_eq!(
+            plan.ops.len(),
+            4,
+            "three inserts and one deletion of an older message"
+        );
+        assert!(
+            matches!(&plan.ops[0], Op::Insert(Table::Messages, row) if matches!(&row[MSG_CONTENT], Val::Text(t) if t == "edited"))
+        );
+        assert!(
+            matches!(&plan.ops[1], Op::Insert(Table::Messages, row) if matches!(row[MSG_DELETED_AT], Val::OptInt(Some(_))))
+        );
+        assert!(matches!(
+            plan.ops[3],
+            Op::Delete {
+                channel_id: 7,
+                id: 9,
+                ..
+            }
+        ));
+        assert_eq!(plan.last_message.get(&7), Some(&12));
+    }
 
     #[test]
     fn postgres_array_literals_quote_text_and_keep_nulls() {
