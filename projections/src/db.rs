@@ -78,6 +78,18 @@ impl ReadDb {
         Ok(())
     }
 
+    /// Begins a transaction that writes. SQLite: `BEGIN IMMEDIATE`, which takes the
+    /// database's single write lock at once (waiting up to the busy timeout), so the
+    /// transaction never has to upgrade a read snapshot to a write, which SQLite refuses
+    /// at once (`SQLITE_BUSY`) when another connection committed in between. PostgreSQL:
+    /// a plain `BEGIN` (the checkpoint row lock does the serializing).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Every row of every live read-model table as text, sorted by primary key: for
     /// tests and diagnostics (`rebuild` must reproduce it exactly).
     pub async fn dump(&self) -> Result<Vec<(String, Vec<Vec<String>>)>> {
@@ -184,11 +196,11 @@ pub(crate) async fn read_checkpoint(conn: &mut AnyConnection, name: &str) -> Res
     })
 }
 
-/// Inside a transaction: locks checkpoint `name` against every other batch of every
-/// process and returns its position. PostgreSQL: `SELECT ... FOR UPDATE` on its row
-/// (created at 0 if missing). SQLite: a write as the transaction's first statement, which
-/// takes the database's single write lock (waiting up to the busy timeout), so the value
-/// read next cannot change until this transaction ends.
+/// Inside a transaction from [`ReadDb::begin_write`]: locks checkpoint `name` against
+/// every other batch of every process and returns its position. PostgreSQL:
+/// `SELECT ... FOR UPDATE` on its row (created at 0 if missing). SQLite: the transaction
+/// already holds the database's single write lock, so the value read cannot change until
+/// it ends.
 #[tracing::instrument(skip(conn))]
 pub(crate) async fn lock_checkpoint(
     conn: &mut AnyConnection,
@@ -196,15 +208,8 @@ pub(crate) async fn lock_checkpoint(
     name: &str,
 ) -> Result<u64> {
     let select = match dialect {
-        Dialect::Sqlite => {
-            sqlx::query(&format!(
-                "UPDATE {CHECKPOINTS} SET position = position WHERE name = $1"
-            ))
-            .bind(name)
-            .execute(&mut *conn)
-            .await?;
-            format!("SELECT position FROM {CHECKPOINTS} WHERE name = $1")
-        }
+        // The transaction began IMMEDIATE (`ReadDb::begin_write`): it holds the write lock.
+        Dialect::Sqlite => format!("SELECT position FROM {CHECKPOINTS} WHERE name = $1"),
         Dialect::Postgres => {
             format!("SELECT position FROM {CHECKPOINTS} WHERE name = $1 FOR UPDATE")
         }

@@ -142,28 +142,48 @@ pub async fn rebuild(
     let mut events = 0u64;
     let mut goal = aim(db).await?;
     progress(pos, goal);
+    // The next page is read while the current one is written.
+    let mut next: Option<Vec<RecordedEvent>> = None;
     loop {
-        if goal.saturating_sub(pos) <= SWAP_LAG {
-            goal = aim(db).await?;
-            if goal.saturating_sub(pos) <= SWAP_LAG {
-                break;
+        let page = match next.take() {
+            Some(page) => page,
+            None => {
+                if goal.saturating_sub(pos) <= SWAP_LAG {
+                    goal = aim(db).await?;
+                    if goal.saturating_sub(pos) <= SWAP_LAG {
+                        break;
+                    }
+                }
+                read_until(store, pos, goal, PAGE).await?
             }
-        }
-        let page = read_until(store, pos, goal, PAGE).await?;
-        if page.is_empty() {
+        };
+        let Some(last) = page.last().map(|e| e.position) else {
             goal = aim(db).await?;
             continue;
-        }
-        let mut tx = db.pool.begin().await?;
-        apply_events(&mut tx, db.dialect, &target, &page).await?;
-        tx.commit().await?;
+        };
+        let write = async {
+            let mut tx = db.begin_write().await?;
+            apply_events(&mut tx, db.dialect, &target, &page).await?;
+            tx.commit().await?;
+            Ok::<(), Error>(())
+        };
+        let read_ahead = async {
+            if goal.saturating_sub(last) > SWAP_LAG {
+                read_until(store, last, goal, PAGE).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (written, read) = tokio::join!(write, read_ahead);
+        written?;
+        next = read?;
         events += page.len() as u64;
-        pos = page.last().map_or(pos, |e| e.position);
+        pos = last;
         progress(pos, goal.max(pos));
     }
 
     // Swap, holding the runner's lock.
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let live = lock_checkpoint(&mut tx, db.dialect, READ_MODELS).await?;
     let end = if full {
         store.head().await?.max(live)
@@ -228,7 +248,7 @@ async fn apply_events(
 /// Drops leftovers of an interrupted rebuild and creates empty shadow tables.
 #[tracing::instrument(skip(db))]
 async fn create_shadow_tables(db: &ReadDb, tables: &[Table]) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     for t in tables {
         let shadow = format!("{}{SHADOW_SUFFIX}", t.name());
         sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))

@@ -469,6 +469,41 @@ impl World {
         message_id
     }
 
+    /// Sends `n` messages in one append (a long log without a long test).
+    pub async fn send_many(&mut self, channel_id: ChannelId, author: UserId, n: usize) {
+        let at = self.tick();
+        let guild_id = self.guild_of(channel_id);
+        let mut state = self.channels[&channel_id].clone();
+        let first_revision = state.1;
+        let mut events = Vec::with_capacity(n);
+        for i in 0..n {
+            let message_id = MessageId::new(self.id());
+            let e = channel::decide(
+                &state.0,
+                &self.guilds[&guild_id].0,
+                ChannelCommand::Send {
+                    message_id,
+                    channel_id,
+                    author_id: author,
+                    content: Content::parse(&format!("bulk {i}")).expect("content"),
+                    nonce: None,
+                    enforce_nonce: false,
+                    tts: false,
+                },
+            )
+            .expect("send");
+            evolve(&mut state, &e);
+            events.extend(e);
+        }
+        self.append(vec![StreamAppend {
+            stream_id: domain::streams::channel(channel_id),
+            expected: expected(first_revision),
+            events: new_events(&events, author, at),
+        }])
+        .await;
+        self.channels.insert(channel_id, state);
+    }
+
     pub async fn edit(
         &mut self,
         channel_id: ChannelId,
