@@ -132,3 +132,81 @@ fn json_logs_are_one_object_per_line() {
         assert!(v["level"].is_string(), "{line}");
     }
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_are_rebuilt_while_the_server_keeps_serving() {
+    let server = Server::start(&Shape::Embedded);
+    let data_dir = server.data_dir().unwrap().to_owned();
+    let (alice, _) = server.api(None).register("alice").await;
+    let guild = alice
+        .ok("POST", "/guilds", Some(json!({ "name": "Rebuilt" })))
+        .await;
+    let gid = guild["id"].as_str().unwrap();
+    let channels = alice
+        .ok("GET", &format!("/guilds/{gid}/channels"), None)
+        .await;
+    let cid = channels[0]["id"].as_str().unwrap().to_owned();
+    for i in 0..30 {
+        alice
+            .ok(
+                "POST",
+                &format!("/channels/{cid}/messages"),
+                Some(json!({ "content": format!("m{i}") })),
+            )
+            .await;
+    }
+    let before = alice
+        .ok("GET", &format!("/channels/{cid}/messages?limit=100"), None)
+        .await;
+
+    // Rebuild from another process while the server runs, and keep using the server.
+    let rebuild = chorus()
+        .args(["projections", "rebuild", "read_models", "--data-dir"])
+        .arg(&data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 30..40 {
+        alice
+            .ok(
+                "POST",
+                &format!("/channels/{cid}/messages"),
+                Some(json!({ "content": format!("m{i}") })),
+            )
+            .await;
+    }
+    let out = rebuild.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "rebuild failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rebuilt read_models"));
+
+    let after = alice
+        .ok("GET", &format!("/channels/{cid}/messages?limit=100"), None)
+        .await;
+    let after = after.as_array().unwrap();
+    assert_eq!(
+        after.len(),
+        40,
+        "every message is still there after the swap"
+    );
+    assert_eq!(
+        &after[10..],
+        before.as_array().unwrap().as_slice(),
+        "the rebuilt rows equal the old ones"
+    );
+
+    let status = chorus()
+        .args(["projections", "status", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("read_models") && text.contains("publisher"),
+        "{text}"
+    );
+}
