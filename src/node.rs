@@ -122,8 +122,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = gateway::AppState {
         commands,
         projections: projections.clone(),
-        db: read,
-        hub: gateway::ws::Hub::new(bus.clone()),
+        db: read.clone(),
+        hub: gateway::ws::Hub::new(bus.clone(), store.clone(), read.clone()),
         config: Arc::new(config),
     };
     let app = gateway::router(state);

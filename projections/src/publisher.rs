@@ -494,3 +494,20 @@ mod tests {
         assert_eq!(snake(""), "event");
     }
 }
+
+/// Renders the bus messages (subject, envelope) of already projected events, as the
+/// publisher would: for a gateway that backfills a gap it detected by stream revision.
+pub async fn render_envelopes(
+    db: &ReadDb,
+    events: &[RecordedEvent],
+) -> Result<Vec<(String, Envelope)>> {
+    let mut conn = db.pool.acquire().await?;
+    let mut renderer = Renderer::default();
+    let mut out = Vec::new();
+    for e in events {
+        for o in renderer.render(&mut conn, e).await? {
+            out.push((o.subject, o.envelope));
+        }
+    }
+    Ok(out)
+}

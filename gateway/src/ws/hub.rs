@@ -1,6 +1,7 @@
 //! A gateway node's fan-out hub: one bus subscription per guild and per user that has a
 //! session on this node (never one per socket), duplicates dropped by (stream, revision),
-//! and each dispatch serialised once and handed to every session that should see it.
+//! gaps backfilled from the log, and each dispatch serialised once and handed to every
+//! session that should see it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -41,6 +42,9 @@ struct Routes {
 /// The hub of one gateway node.
 pub struct Hub {
     bus: Arc<dyn Bus>,
+    /// For backfilling gaps: the log and the read models the publisher renders from.
+    store: store::DynStore,
+    db: projections::ReadDb,
     routes: Mutex<Routes>,
     /// Live bus subscriptions; guarded by an async mutex because subscribing awaits.
     pumps: tokio::sync::Mutex<HashMap<Topic, AbortHandle>>,
@@ -68,9 +72,11 @@ impl Drop for Registration {
 }
 
 impl Hub {
-    pub fn new(bus: Arc<dyn Bus>) -> Arc<Hub> {
+    pub fn new(bus: Arc<dyn Bus>, store: store::DynStore, db: projections::ReadDb) -> Arc<Hub> {
         Arc::new_cyclic(|me| Hub {
             bus,
+            store,
+            db,
             routes: Mutex::default(),
             pumps: tokio::sync::Mutex::default(),
             next_id: 1.into(),
@@ -190,28 +196,72 @@ impl Hub {
         Ok(())
     }
 
-    fn route(&self, topic: Topic, env: Envelope) {
+    /// The subject prefix of a topic's bus subscription.
+    fn prefix(topic: Topic) -> String {
+        match topic {
+            Topic::Guild(g) => format!("chorus.guild.{g}."),
+            Topic::User(u) => format!("chorus.user.{u}."),
+        }
+    }
+
+    async fn route(&self, topic: Topic, env: Envelope) {
         let kind = match topic {
             Topic::Guild(_) => "guild",
             Topic::User(_) => "user",
         };
-        {
+        let observed = {
             let mut routes = self.routes();
             let dedup = routes.dedup.entry(kind).or_default();
-            match dedup.observe(&env.stream_id, env.revision) {
-                Observation::New => {}
-                Observation::Duplicate => return,
-                Observation::Gap {
-                    missing_from,
-                    missing_to,
-                } => {
-                    // Publishing follows the log, so a gap means a publisher was replaced
-                    // mid-batch; the missed events are re-published by its successor.
-                    tracing::warn!(stream = %env.stream_id, missing_from, missing_to, "gap in bus stream");
+            dedup.observe(&env.stream_id, env.revision)
+        };
+        match observed {
+            Observation::New => {}
+            Observation::Duplicate => return,
+            Observation::Gap {
+                missing_from,
+                missing_to,
+            } => {
+                self.backfill(topic, &env.stream_id, missing_from, missing_to)
+                    .await;
+                let mut routes = self.routes();
+                if let Some(dedup) = routes.dedup.get_mut(kind) {
                     dedup.mark(&env.stream_id, env.revision);
                 }
             }
         }
+        self.deliver(topic, env);
+    }
+
+    /// Delivers the events of `stream` from `from` to `to` (revisions) that this topic
+    /// missed on the bus, read from the log and rendered as the publisher renders them.
+    async fn backfill(&self, topic: Topic, stream: &str, from: u64, to: u64) {
+        tracing::info!(stream, from, to, "backfilling a gap from the log");
+        let count = usize::try_from(to.saturating_sub(from) + 1).unwrap_or(usize::MAX);
+        let events = match self
+            .store
+            .read_stream(stream, from, store::Direction::Forwards, count.min(10_000))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, stream, "cannot read the log to backfill a gap");
+                return;
+            }
+        };
+        match projections::render_envelopes(&self.db, &events).await {
+            Ok(rendered) => {
+                let prefix = Self::prefix(topic);
+                for (subject, env) in rendered {
+                    if subject.starts_with(&prefix) {
+                        self.deliver(topic, env);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, stream, "cannot render a backfilled gap"),
+        }
+    }
+
+    fn deliver(&self, topic: Topic, env: Envelope) {
         let Some(name) = env.dispatch.clone() else {
             return;
         };
@@ -268,7 +318,7 @@ async fn pump(hub: Weak<Hub>, topic: Topic, mut sub: bus::BusSubscription) {
     while let Some(msg) = sub.next().await {
         let Some(hub) = hub.upgrade() else { return };
         match Envelope::from_bytes(&msg.payload) {
-            Ok(env) => hub.route(topic, env),
+            Ok(env) => hub.route(topic, env).await,
             Err(e) => tracing::warn!(subject = %msg.subject, error = %e, "undecodable bus message"),
         }
     }
