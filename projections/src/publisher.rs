@@ -482,19 +482,6 @@ fn skip(e: &RecordedEvent, err: &domain::EventDecodeError) -> Vec<Outgoing> {
     Vec::new()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::snake;
-
-    #[test]
-    fn event_types_become_snake_case_subject_tokens() {
-        assert_eq!(snake("MessageCreated"), "message_created");
-        assert_eq!(snake("InviteUsed"), "invite_used");
-        assert_eq!(snake("a.b*>"), "ab");
-        assert_eq!(snake(""), "event");
-    }
-}
-
 /// Renders the bus messages (subject, envelope) of already projected events, as the
 /// publisher would: for a gateway that backfills a gap it detected by stream revision.
 pub async fn render_envelopes(
@@ -510,4 +497,17 @@ pub async fn render_envelopes(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake;
+
+    #[test]
+    fn event_types_become_snake_case_subject_tokens() {
+        assert_eq!(snake("MessageCreated"), "message_created");
+        assert_eq!(snake("InviteUsed"), "invite_used");
+        assert_eq!(snake("a.b*>"), "ab");
+        assert_eq!(snake(""), "event");
+    }
 }
