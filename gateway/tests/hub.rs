@@ -7,7 +7,7 @@ use bus::{Bus, Envelope, InProcessBus};
 use commands::{Commands, Context};
 use domain::SnowflakeGenerator;
 use gateway::ws::Hub;
-use store::{DynStore, EventStore};
+use store::DynStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_drops_duplicates_and_backfills_gaps_from_the_log() {
