@@ -106,7 +106,7 @@ impl GuildState {
     /// The guild-level permissions of a member (owner: all; others: @everyone's).
     pub fn base_permissions(&self, user: UserId) -> Option<Permissions> {
         if self.is_owner(user) {
-            Some(Permissions(u64::MAX))
+            Some(Permissions::ALL)
         } else if self.is_member(user) {
             Some(self.everyone_permissions)
         } else {

@@ -175,7 +175,7 @@ pub(crate) fn guild(row: &GuildRow) -> wire::Guild {
 /// domain's `GuildState::base_permissions`).
 pub(crate) fn permissions_of(guild: &GuildRow, user: domain::UserId) -> u64 {
     if guild.owner_id == user {
-        u64::MAX
+        domain::permissions::Permissions::ALL.bits()
     } else {
         guild.everyone_permissions
     }
