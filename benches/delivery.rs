@@ -871,7 +871,7 @@ struct CpuUse {
 
 fn cpu_use(a: &CpuSnapshot, b: &CpuSnapshot, tck: f64) -> CpuUse {
     let secs = (b.at - a.at).as_secs_f64().max(1e-3);
-    let pct = |x: u64, y: u64| (y.saturating_sub(x)) as f64 / tck / secs * 100.0;
+    let pct = |x: u64, y: u64| y.saturating_sub(x) as f64 / tck / secs * 100.0;
     let (busy, total) = (
         b.machine.0.saturating_sub(a.machine.0),
         b.machine.1.saturating_sub(a.machine.1),
