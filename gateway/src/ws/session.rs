@@ -19,6 +19,8 @@ use projections::queries;
 
 /// Largest client payload Discord accepts.
 const MAX_PAYLOAD: usize = 4096;
+/// Initial read buffer of a connection (tungstenite grows it for larger frames).
+const READ_BUFFER: usize = 128;
 /// How long a client may take to IDENTIFY after HELLO.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,13 +35,21 @@ pub async fn upgrade(
             &json!({ "message": "Chorus gateway: connect with a WebSocket", "code": 0 }),
         );
     };
-    ws.read_buffer_size(4 * 1024)
+    // Client frames are mostly ~20-byte heartbeats: a small read buffer (grown on demand)
+    // keeps idle sessions cheap.
+    ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
         .on_upgrade(move |socket| async move {
             let mut conn = Connection::new(state, socket);
-            let code = conn.run(params).await;
+            // The handshake's state (HELLO, the query, READY's queries) lives in its own
+            // boxed future, freed before the long-lived session loop starts, so an idle
+            // session's task holds only what `live` needs.
+            let code = match Box::pin(conn.handshake(params)).await {
+                Ok((registration, rx)) => conn.live(registration, rx).await,
+                Err(code) => code,
+            };
             conn.close(code).await;
         })
 }
@@ -114,58 +124,47 @@ impl Connection {
         self.state.config.heartbeat_interval
     }
 
-    async fn run(&mut self, params: HashMap<String, String>) -> Close {
+    /// HELLO, then IDENTIFY, then READY and the GUILD_CREATEs.
+    async fn handshake(
+        &mut self,
+        params: HashMap<String, String>,
+    ) -> Result<(Registration, tokio::sync::mpsc::Receiver<Arc<Dispatch>>), Close> {
         if let Some(v) = params.get("v") {
             if !matches!(v.as_str(), "9" | "10") {
-                return (close::INVALID_API_VERSION, "Invalid API version");
+                return Err((close::INVALID_API_VERSION, "Invalid API version"));
             }
         }
         if params.get("encoding").is_some_and(|e| e != "json") {
-            return (close::DECODE_ERROR, "Only encoding=json is supported");
+            return Err((close::DECODE_ERROR, "Only encoding=json is supported"));
         }
+        drop(params);
         let hello = json!({ "op": op::HELLO, "d": { "heartbeat_interval": self.interval().as_millis() as u64 }, "s": null, "t": null });
-        if let Err(c) = self.send_json(&hello).await {
-            return c;
-        }
+        self.send_json(&hello).await?;
         // Before IDENTIFY: heartbeats are answered, anything else is refused.
         let deadline = Instant::now() + IDENTIFY_TIMEOUT;
         let identify = loop {
             let frame = match tokio::time::timeout_at(deadline, self.read_frame()).await {
-                Err(_) => return (close::SESSION_TIMED_OUT, "Identify timed out"),
-                Ok(Err(c)) => return c,
-                Ok(Ok(f)) => f,
+                Err(_) => return Err((close::SESSION_TIMED_OUT, "Identify timed out")),
+                Ok(frame) => frame?,
             };
             match frame.op {
-                op::HEARTBEAT => {
-                    if let Err(c) = self.ack().await {
-                        return c;
-                    }
-                }
+                op::HEARTBEAT => self.ack().await?,
                 op::IDENTIFY => match serde_json::from_value::<Identify>(frame.d) {
                     Ok(i) => break i,
-                    Err(_) => return (close::DECODE_ERROR, "Invalid IDENTIFY payload"),
+                    Err(_) => return Err((close::DECODE_ERROR, "Invalid IDENTIFY payload")),
                 },
                 op::RESUME => {
                     // Sessions are not resumable yet: tell the client to identify anew.
-                    if let Err(c) = self
-                        .send_json(
-                            &json!({ "op": op::INVALID_SESSION, "d": false, "s": null, "t": null }),
-                        )
-                        .await
-                    {
-                        return c;
-                    }
+                    let invalid =
+                        json!({ "op": op::INVALID_SESSION, "d": false, "s": null, "t": null });
+                    self.send_json(&invalid).await?;
                 }
-                0..=11 => return (close::NOT_AUTHENTICATED, "Not authenticated"),
-                _ => return (close::UNKNOWN_OPCODE, "Unknown opcode"),
+                0..=11 => return Err((close::NOT_AUTHENTICATED, "Not authenticated")),
+                _ => return Err((close::UNKNOWN_OPCODE, "Unknown opcode")),
             }
         };
         let _ = identify.intents;
-        let (registration, rx) = match self.ready(&identify.token).await {
-            Ok(r) => r,
-            Err(c) => return c,
-        };
-        self.live(registration, rx).await
+        self.ready(&identify.token).await
     }
 
     async fn ack(&mut self) -> Result<(), Close> {
