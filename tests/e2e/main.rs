@@ -4,5 +4,6 @@
 
 mod bad_input;
 mod cli;
+mod compose;
 mod harness;
 mod messaging;

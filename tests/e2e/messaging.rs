@@ -52,6 +52,21 @@ async fn two_users_talk_in_a_guild(shape: Shape) {
     assert_eq!(added["user"]["id"], bob_id.as_str());
     assert_eq!(added["guild_id"], guild_id.as_str());
 
+    // A new channel reaches both members as CHANNEL_CREATE.
+    let lounge = alice
+        .ok(
+            "POST",
+            &format!("/guilds/{guild_id}/channels"),
+            Some(json!({ "name": "lounge" })),
+        )
+        .await;
+    for gw in [&mut alice_gw, &mut bob_gw] {
+        let c = gw.wait_for("CHANNEL_CREATE").await;
+        assert_eq!(c["id"], lounge["id"]);
+        assert_eq!(c["name"], "lounge");
+        assert!(c["permission_overwrites"].is_array());
+    }
+
     // Both post concurrently.
     let mut posts = Vec::new();
     for i in 0..10 {
