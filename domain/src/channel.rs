@@ -1,6 +1,11 @@
 //! The Channel aggregate (`channel-{id}`): every message event of one channel. The
 //! stream's revision is the channel's message order, and message ids strictly increase
 //! with it (`decide` rejects an id that is not above the newest one).
+//!
+//! Permissions are the guild's full model in this channel
+//! ([`GuildState::channel_permissions`]): roles, overwrites (with category sync),
+//! timeouts. Slowmode (`rate_limit_per_user`) spaces one author's messages by the time in
+//! their message ids, which are snowflakes made when the message is sent.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -15,6 +20,11 @@ use crate::{
 
 /// How many recent nonces a channel remembers for `enforce_nonce`.
 pub const NONCE_MEMORY: usize = 1024;
+
+/// What lets a member ignore slowmode.
+pub const BYPASS_SLOWMODE: Permissions = Permissions::MANAGE_MESSAGES
+    .union(Permissions::MANAGE_CHANNELS)
+    .union(Permissions::BYPASS_SLOWMODE);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -63,12 +73,24 @@ pub struct ChannelState {
     pub messages: HashMap<MessageId, MessageState>,
     nonces: HashMap<(UserId, Nonce), MessageId>,
     nonce_order: VecDeque<(UserId, Nonce)>,
+    /// Each author's newest message, for slowmode.
+    last_by_author: HashMap<UserId, MessageId>,
 }
 
 impl ChannelState {
     /// The message an author already sent with this nonce, if it is still remembered.
     pub fn message_for_nonce(&self, author: UserId, nonce: &Nonce) -> Option<MessageId> {
         self.nonces.get(&(author, nonce.clone())).copied()
+    }
+
+    /// An author's newest message in this channel.
+    pub fn last_message_by(&self, author: UserId) -> Option<MessageId> {
+        self.last_by_author.get(&author).copied()
+    }
+
+    /// The latest time this state knows of: the newest message's (a lower bound of now).
+    pub fn known_now_ms(&self) -> u64 {
+        self.last_message_id.map_or(0, MessageId::timestamp_ms)
     }
 }
 
@@ -85,11 +107,18 @@ impl Aggregate for ChannelState {
             }
             ChannelEvent::MessageCreated {
                 message_id,
+                channel_id,
+                guild_id,
                 author_id,
                 nonce,
                 ..
             } => {
+                self.channel_id.get_or_insert(*channel_id);
+                if self.guild_id.is_none() {
+                    self.guild_id = *guild_id;
+                }
                 self.last_message_id = Some(*message_id);
+                self.last_by_author.insert(*author_id, *message_id);
                 self.messages.insert(
                     *message_id,
                     MessageState {
@@ -121,6 +150,9 @@ impl Aggregate for ChannelState {
 
 #[derive(Debug, Clone)]
 pub enum ChannelCommand {
+    /// Sends a message (VIEW_CHANNEL and SEND_MESSAGES in the channel; slowmode unless
+    /// MANAGE_MESSAGES, MANAGE_CHANNELS or BYPASS_SLOWMODE). `tts` without
+    /// SEND_TTS_MESSAGES sends a plain message, as Discord does.
     Send {
         message_id: MessageId,
         channel_id: ChannelId,
@@ -130,41 +162,44 @@ pub enum ChannelCommand {
         enforce_nonce: bool,
         tts: bool,
     },
+    /// Edits one's own message (VIEW_CHANNEL).
     Edit {
         message_id: MessageId,
         actor: UserId,
         content: Content,
     },
+    /// Deletes one's own message (VIEW_CHANNEL), or anyone's with MANAGE_MESSAGES.
     Delete {
         message_id: MessageId,
         actor: UserId,
     },
 }
 
-/// Checks that `channel_id` is a channel of `guild` in which `user` may act.
-fn require_channel(
-    guild: &GuildState,
-    channel_id: ChannelId,
-    user: UserId,
-    needed: Permissions,
-) -> Result<(), DomainError> {
-    let Some(channel) = guild.channels.get(&channel_id) else {
-        return Err(DomainError::Unknown(Resource::Channel));
-    };
-    guild.require(user, needed)?;
-    if !channel.kind.is_textual() {
-        return Err(DomainError::WrongChannelType);
-    }
-    Ok(())
-}
-
-/// Decides a message command in a guild channel. For a `Send` whose nonce was already
-/// used by the same author with `enforce_nonce`, it returns no events: the caller answers
-/// with the existing message ([`ChannelState::message_for_nonce`]).
+/// Decides a message command in a guild channel, judging timeouts and slowmode at the
+/// time the command itself tells: a `Send` at its message id's time (a snowflake made
+/// now), an `Edit` or `Delete` at the newest message's time (a lower bound of now, so a
+/// timeout that might be over still counts; [`decide_at`] takes the clock). For a
+/// `Send` whose nonce was already used by the same author with `enforce_nonce`, it
+/// returns no events: the caller answers with the existing message
+/// ([`ChannelState::message_for_nonce`]).
 pub fn decide(
     state: &ChannelState,
     guild: &GuildState,
     command: ChannelCommand,
+) -> Result<Vec<ChannelEvent>, DomainError> {
+    let now_ms = match &command {
+        ChannelCommand::Send { message_id, .. } => message_id.timestamp_ms(),
+        _ => state.known_now_ms(),
+    };
+    decide_at(state, guild, command, now_ms)
+}
+
+/// [`decide`] at `now_ms` (Unix ms): timeouts and slowmode are judged then.
+pub fn decide_at(
+    state: &ChannelState,
+    guild: &GuildState,
+    command: ChannelCommand,
+    now_ms: u64,
 ) -> Result<Vec<ChannelEvent>, DomainError> {
     match command {
         ChannelCommand::Send {
@@ -176,12 +211,17 @@ pub fn decide(
             enforce_nonce,
             tts,
         } => {
-            require_channel(
-                guild,
-                channel_id,
+            let perms = guild.require_in_channel(
                 author_id,
-                Permissions(Permissions::VIEW_CHANNEL.0 | Permissions::SEND_MESSAGES.0),
+                channel_id,
+                Permissions::SEND_MESSAGES,
+                now_ms,
             )?;
+            let rate_limit = match guild.channels.get(&channel_id) {
+                Some(c) if c.kind.is_textual() => c.rate_limit_per_user,
+                Some(_) => return Err(DomainError::WrongChannelType),
+                None => return Err(DomainError::Unknown(Resource::Channel)),
+            };
             if enforce_nonce {
                 let Some(nonce) = &nonce else {
                     return Err(DomainError::invalid(
@@ -199,6 +239,20 @@ pub fn decide(
                     "Message ids must increase with the channel's order.",
                 ));
             }
+            if rate_limit > 0 && !perms.intersects(BYPASS_SLOWMODE) {
+                if let Some(last) = state.last_message_by(author_id) {
+                    let next_ms = last
+                        .timestamp_ms()
+                        .saturating_add(u64::from(rate_limit) * 1000);
+                    if now_ms < next_ms {
+                        let wait_s = (next_ms - now_ms).div_ceil(1000);
+                        return Err(DomainError::invalid(
+                            "rate_limit_per_user",
+                            format!("Slowmode is on: wait {wait_s} more seconds."),
+                        ));
+                    }
+                }
+            }
             Ok(vec![ChannelEvent::MessageCreated {
                 message_id,
                 channel_id,
@@ -206,7 +260,7 @@ pub fn decide(
                 author_id,
                 content,
                 nonce,
-                tts,
+                tts: tts && perms.contains(Permissions::SEND_TTS_MESSAGES),
             }])
         }
         ChannelCommand::Edit {
@@ -214,7 +268,7 @@ pub fn decide(
             actor,
             content,
         } => {
-            guild.require(actor, Permissions::VIEW_CHANNEL)?;
+            require_view(state, guild, actor, now_ms)?;
             let message = live_message(state, message_id)?;
             if message.author_id != actor {
                 return Err(DomainError::NotAuthor);
@@ -225,14 +279,27 @@ pub fn decide(
             }])
         }
         ChannelCommand::Delete { message_id, actor } => {
-            guild.require(actor, Permissions::VIEW_CHANNEL)?;
+            let perms = require_view(state, guild, actor, now_ms)?;
             let message = live_message(state, message_id)?;
-            if message.author_id != actor && !guild.is_owner(actor) {
+            if message.author_id != actor && !perms.contains(Permissions::MANAGE_MESSAGES) {
                 return Err(DomainError::MissingPermissions);
             }
             Ok(vec![ChannelEvent::MessageDeleted { message_id }])
         }
     }
+}
+
+/// Checks that `user` sees this channel, and returns their permissions in it.
+fn require_view(
+    state: &ChannelState,
+    guild: &GuildState,
+    user: UserId,
+    now_ms: u64,
+) -> Result<Permissions, DomainError> {
+    let channel_id = state
+        .channel_id
+        .ok_or(DomainError::Unknown(Resource::Channel))?;
+    guild.require_in_channel(user, channel_id, Permissions::VIEW_CHANNEL, now_ms)
 }
 
 fn live_message(state: &ChannelState, id: MessageId) -> Result<MessageState, DomainError> {
@@ -431,5 +498,398 @@ mod tests {
             },
         );
         assert_eq!(err.unwrap_err(), DomainError::Unknown(Resource::Message));
+    }
+
+    // --- the full permission model ---
+
+    use crate::permissions::Overwrite;
+    use crate::role::{Role, RoleName};
+    use crate::snowflake;
+    use crate::RoleId;
+
+    const NOW: u64 = 1_700_000_000_000;
+    const SPEAKERS: RoleId = RoleId::new(200);
+
+    /// A message id made at `ms`.
+    fn id_at(ms: u64, n: u16) -> MessageId {
+        MessageId::new(snowflake::compose(ms, 0, 0, n))
+    }
+
+    /// The guild after `events`.
+    fn guild_with(events: impl IntoIterator<Item = GuildEvent>) -> GuildState {
+        let mut g = guild();
+        for e in events {
+            g.evolve(&e);
+        }
+        g
+    }
+
+    /// A role with `permissions` held by MEMBER.
+    fn member_role(permissions: Permissions) -> [GuildEvent; 2] {
+        [
+            GuildEvent::RoleCreated {
+                role: Role {
+                    id: SPEAKERS,
+                    name: RoleName::parse("speakers").unwrap(),
+                    permissions,
+                    color: 0,
+                    hoist: false,
+                    mentionable: false,
+                    position: 1,
+                    managed: false,
+                },
+            },
+            GuildEvent::MemberUpdated {
+                user_id: MEMBER,
+                nick: None,
+                roles: vec![SPEAKERS],
+                communication_disabled_until_ms: None,
+                mute: false,
+                deaf: false,
+            },
+        ]
+    }
+
+    fn overwrite(o: Overwrite) -> GuildEvent {
+        GuildEvent::ChannelOverwriteSet {
+            channel_id: GENERAL,
+            overwrite: o,
+        }
+    }
+
+    fn everyone() -> RoleId {
+        GuildId::new(100).cast()
+    }
+
+    fn slowmode(seconds: u32) -> GuildEvent {
+        GuildEvent::ChannelUpdated {
+            channel_id: GENERAL,
+            kind: crate::guild::ChannelKind::Text,
+            name: crate::values::ChannelName::parse("general").unwrap(),
+            position: 0,
+            parent_id: None,
+            topic: None,
+            nsfw: false,
+            rate_limit_per_user: seconds,
+            permission_synced: false,
+        }
+    }
+
+    fn send_at(ms: u64, n: u16, author: UserId) -> ChannelCommand {
+        ChannelCommand::Send {
+            message_id: id_at(ms, n),
+            channel_id: GENERAL,
+            author_id: author,
+            content: Content::parse("hello").unwrap(),
+            nonce: None,
+            enforce_nonce: false,
+            tts: false,
+        }
+    }
+
+    fn created_at(ms: u64, n: u16, author: UserId) -> ChannelEvent {
+        ChannelEvent::MessageCreated {
+            message_id: id_at(ms, n),
+            channel_id: GENERAL,
+            guild_id: Some(GuildId::new(100)),
+            author_id: author,
+            content: Content::parse("hello").unwrap(),
+            nonce: None,
+            tts: false,
+        }
+    }
+
+    #[test]
+    fn sending_needs_send_messages_in_that_channel_which_a_role_overwrite_may_give() {
+        let deny_send = overwrite(Overwrite::role(
+            everyone(),
+            Permissions::NONE,
+            Permissions::SEND_MESSAGES,
+        ));
+        let g = guild_with([deny_send.clone()]);
+        assert_eq!(
+            decide(&ChannelState::default(), &g, send(500, MEMBER, None, false)).unwrap_err(),
+            DomainError::MissingPermissions
+        );
+        let [role, member] = member_role(Permissions::NONE);
+        let g = guild_with([
+            deny_send,
+            role,
+            member,
+            overwrite(Overwrite::role(
+                SPEAKERS,
+                Permissions::SEND_MESSAGES,
+                Permissions::NONE,
+            )),
+        ]);
+        assert!(decide(&ChannelState::default(), &g, send(500, MEMBER, None, false)).is_ok());
+    }
+
+    #[test]
+    fn who_cannot_view_the_channel_gets_missing_access() {
+        let g = guild_with([overwrite(Overwrite::role(
+            everyone(),
+            Permissions::NONE,
+            Permissions::VIEW_CHANNEL,
+        ))]);
+        let state = given::<ChannelState>(&[created(500, MEMBER)]);
+        assert_eq!(
+            decide(&state, &g, send(501, MEMBER, None, false)).unwrap_err(),
+            DomainError::MissingAccess
+        );
+        assert_eq!(
+            decide(
+                &state,
+                &g,
+                ChannelCommand::Edit {
+                    message_id: MessageId::new(500),
+                    actor: MEMBER,
+                    content: Content::parse("x").unwrap(),
+                }
+            )
+            .unwrap_err(),
+            DomainError::MissingAccess
+        );
+        assert_eq!(
+            decide(
+                &state,
+                &g,
+                ChannelCommand::Delete {
+                    message_id: MessageId::new(500),
+                    actor: MEMBER,
+                }
+            )
+            .unwrap_err(),
+            DomainError::MissingAccess
+        );
+        // The owner sees everything.
+        assert!(decide(&state, &g, send(501, OWNER, None, false)).is_ok());
+    }
+
+    #[test]
+    fn slowmode_spaces_an_authors_messages() {
+        let g = guild_with([slowmode(10)]);
+        let state = given::<ChannelState>(&[
+            created_at(NOW, 1, MEMBER),
+            created_at(NOW + 1_000, 1, OWNER),
+        ]);
+        let err = decide(&state, &g, send_at(NOW + 9_999, 1, MEMBER)).unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Invalid {
+                field: "rate_limit_per_user",
+                ..
+            }
+        ));
+        assert!(decide(&state, &g, send_at(NOW + 10_000, 1, MEMBER)).is_ok());
+        // Others are not held back by MEMBER's message.
+        let [role, member] = member_role(Permissions::NONE);
+        let g2 = guild_with([slowmode(10), role, member]);
+        let other = given::<ChannelState>(&[created_at(NOW, 1, OWNER)]);
+        assert!(decide(&other, &g2, send_at(NOW + 1_000, 1, MEMBER)).is_ok());
+        // Without slowmode, nothing waits.
+        assert!(decide(&state, &guild(), send_at(NOW + 2_000, 1, MEMBER)).is_ok());
+    }
+
+    #[test]
+    fn manage_messages_manage_channels_or_bypass_slowmode_skip_it() {
+        let state = given::<ChannelState>(&[created_at(NOW, 1, MEMBER)]);
+        for bypass in [
+            Permissions::MANAGE_MESSAGES,
+            Permissions::MANAGE_CHANNELS,
+            Permissions::BYPASS_SLOWMODE,
+        ] {
+            let [role, member] = member_role(bypass);
+            let g = guild_with([slowmode(60), role, member]);
+            assert!(
+                decide(&state, &g, send_at(NOW + 1_000, 1, MEMBER)).is_ok(),
+                "{bypass}"
+            );
+        }
+        let owner_state = given::<ChannelState>(&[created_at(NOW, 1, OWNER)]);
+        assert!(decide(
+            &owner_state,
+            &guild_with([slowmode(60)]),
+            send_at(NOW + 1, 1, OWNER)
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_bypass_denied_in_the_channel_bypasses_nothing() {
+        let state = given::<ChannelState>(&[created_at(NOW, 1, MEMBER)]);
+        let [role, member] = member_role(Permissions::BYPASS_SLOWMODE);
+        let g = guild_with([
+            slowmode(60),
+            role,
+            member,
+            overwrite(Overwrite::role(
+                SPEAKERS,
+                Permissions::NONE,
+                Permissions::BYPASS_SLOWMODE,
+            )),
+        ]);
+        assert!(matches!(
+            decide(&state, &g, send_at(NOW + 1_000, 1, MEMBER)).unwrap_err(),
+            DomainError::Invalid {
+                field: "rate_limit_per_user",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn timed_out_members_cannot_send_until_the_timeout_ends() {
+        let g = guild_with([GuildEvent::MemberUpdated {
+            user_id: MEMBER,
+            nick: None,
+            roles: vec![],
+            communication_disabled_until_ms: Some(NOW + 60_000),
+            mute: false,
+            deaf: false,
+        }]);
+        assert_eq!(
+            decide(&ChannelState::default(), &g, send_at(NOW, 1, MEMBER)).unwrap_err(),
+            DomainError::MissingPermissions
+        );
+        assert!(decide(
+            &ChannelState::default(),
+            &g,
+            send_at(NOW + 60_000, 1, MEMBER)
+        )
+        .is_ok());
+        // They still see the channel: they may delete their own messages.
+        let state = given::<ChannelState>(&[created_at(NOW - 1, 1, MEMBER)]);
+        assert!(decide(
+            &state,
+            &g,
+            ChannelCommand::Delete {
+                message_id: id_at(NOW - 1, 1),
+                actor: MEMBER
+            }
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn manage_messages_in_the_channel_deletes_others_messages() {
+        let state = given::<ChannelState>(&[created(500, OWNER)]);
+        let del = ChannelCommand::Delete {
+            message_id: MessageId::new(500),
+            actor: MEMBER,
+        };
+        let [role, member] = member_role(Permissions::MANAGE_MESSAGES);
+        let g = guild_with([role.clone(), member.clone()]);
+        assert!(decide(&state, &g, del.clone()).is_ok());
+        let g = guild_with([
+            role,
+            member,
+            overwrite(Overwrite::member(
+                MEMBER,
+                Permissions::NONE,
+                Permissions::MANAGE_MESSAGES,
+            )),
+        ]);
+        assert_eq!(
+            decide(&state, &g, del).unwrap_err(),
+            DomainError::MissingPermissions
+        );
+    }
+
+    #[test]
+    fn without_a_clock_a_timeout_counts_until_the_channel_has_moved_past_it() {
+        // A moderator, timed out until NOW + 1 minute, deletes someone else's message.
+        let [role, member] = member_role(Permissions::MANAGE_MESSAGES);
+        let g = guild_with([
+            role,
+            member,
+            GuildEvent::MemberUpdated {
+                user_id: MEMBER,
+                nick: None,
+                roles: vec![SPEAKERS],
+                communication_disabled_until_ms: Some(NOW + 60_000),
+                mute: false,
+                deaf: false,
+            },
+        ]);
+        let del = ChannelCommand::Delete {
+            message_id: id_at(NOW, 1),
+            actor: MEMBER,
+        };
+        let state = given::<ChannelState>(&[created_at(NOW, 1, OWNER)]);
+        assert_eq!(
+            decide(&state, &g, del.clone()).unwrap_err(),
+            DomainError::MissingPermissions
+        );
+        assert!(decide_at(&state, &g, del.clone(), NOW + 60_000).is_ok());
+        let later = given::<ChannelState>(&[
+            created_at(NOW, 1, OWNER),
+            created_at(NOW + 60_000, 1, OWNER),
+        ]);
+        assert!(decide(&later, &g, del).is_ok());
+    }
+
+    #[test]
+    fn tts_needs_send_tts_messages() {
+        let mut cmd = send(500, MEMBER, None, false);
+        if let ChannelCommand::Send { tts, .. } = &mut cmd {
+            *tts = true;
+        }
+        let events = decide(&ChannelState::default(), &guild(), cmd.clone()).unwrap();
+        assert!(matches!(
+            &events[..],
+            [ChannelEvent::MessageCreated { tts: false, .. }]
+        ));
+        let [role, member] = member_role(Permissions::SEND_TTS_MESSAGES);
+        let events = decide(&ChannelState::default(), &guild_with([role, member]), cmd).unwrap();
+        assert!(matches!(
+            &events[..],
+            [ChannelEvent::MessageCreated { tts: true, .. }]
+        ));
+    }
+
+    #[test]
+    fn a_deleted_channel_is_unknown() {
+        let g = guild_with([GuildEvent::ChannelDeleted {
+            channel_id: GENERAL,
+        }]);
+        let state = given::<ChannelState>(&[created(500, MEMBER)]);
+        assert_eq!(
+            decide(&state, &g, send(501, MEMBER, None, false)).unwrap_err(),
+            DomainError::Unknown(Resource::Channel)
+        );
+        assert_eq!(
+            decide(
+                &state,
+                &g,
+                ChannelCommand::Delete {
+                    message_id: MessageId::new(500),
+                    actor: MEMBER
+                }
+            )
+            .unwrap_err(),
+            DomainError::Unknown(Resource::Channel)
+        );
+    }
+
+    #[test]
+    fn messages_cannot_be_sent_in_categories_or_voice_channels() {
+        let g = guild_with([GuildEvent::ChannelCreated {
+            channel_id: ChannelId::new(300),
+            kind: crate::guild::ChannelKind::Voice,
+            name: crate::values::ChannelName::parse("voice").unwrap(),
+            position: 0,
+            parent_id: None,
+            topic: None,
+            nsfw: false,
+        }]);
+        let mut cmd = send(500, MEMBER, None, false);
+        if let ChannelCommand::Send { channel_id, .. } = &mut cmd {
+            *channel_id = ChannelId::new(300);
+        }
+        assert_eq!(
+            decide(&ChannelState::default(), &g, cmd).unwrap_err(),
+            DomainError::WrongChannelType
+        );
     }
 }

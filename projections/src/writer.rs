@@ -264,6 +264,9 @@ impl Plan {
                         ));
                         true
                     }
+                    // Roles, member edits, bans and channel edits have no read model yet
+                    // (the permission model's projection comes with its issue).
+                    Some(_) => false,
                     None => false,
                 }
             }
