@@ -63,7 +63,7 @@ async fn the_hub_drops_duplicates_and_backfills_gaps_from_the_log() {
 
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
     let hub = Hub::new(bus.clone(), store.clone(), db.clone());
-    let (_registration, mut rx) = hub
+    let (_registration, rx) = hub
         .register(user.user_id.get(), &[guild.get()])
         .await
         .unwrap();

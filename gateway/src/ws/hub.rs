@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use bus::{subjects, Bus, Dedup, Envelope, Observation};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 /// How many dispatches may wait for a slow socket before the session is dropped.
@@ -29,7 +29,58 @@ enum Topic {
 
 struct Session {
     user_id: u64,
-    tx: mpsc::Sender<Arc<Dispatch>>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// A session's queue of dispatches: much smaller than a channel per session (an idle
+/// session allocates nothing for it but the struct), and bounded: a session that falls
+/// [`SESSION_BUFFER`] dispatches behind is closed.
+#[derive(Default)]
+pub struct Mailbox {
+    queue: Mutex<std::collections::VecDeque<Arc<Dispatch>>>,
+    notify: Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Mailbox {
+    fn queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Arc<Dispatch>>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a dispatch; false (and the mailbox closes) if the session is too far behind.
+    fn push(&self, dispatch: Arc<Dispatch>) -> bool {
+        let mut q = self.queue();
+        if q.len() >= SESSION_BUFFER {
+            drop(q);
+            self.close();
+            return false;
+        }
+        q.push_back(dispatch);
+        drop(q);
+        self.notify.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// The next dispatch; `None` once the mailbox is closed. Cancel-safe: a dispatch is
+    /// only taken from the queue when it is returned.
+    pub async fn recv(&self) -> Option<Arc<Dispatch>> {
+        loop {
+            if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return None;
+            }
+            if let Some(d) = self.queue().pop_front() {
+                return Some(d);
+            }
+            // notify_one stores a permit when nobody waits, so no wake-up is lost.
+            self.notify.notified().await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -104,16 +155,22 @@ impl Hub {
         self: &Arc<Self>,
         user_id: u64,
         guilds: &[u64],
-    ) -> Result<(Registration, mpsc::Receiver<Arc<Dispatch>>), bus::BusError> {
+    ) -> Result<(Registration, Arc<Mailbox>), bus::BusError> {
         let mut topics: Vec<Topic> = guilds.iter().map(|g| Topic::Guild(*g)).collect();
         topics.push(Topic::User(user_id));
         self.ensure(&topics).await?;
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+        let mailbox = Arc::new(Mailbox::default());
         let mut routes = self.routes();
-        routes.sessions.insert(id, Session { user_id, tx });
+        routes.sessions.insert(
+            id,
+            Session {
+                user_id,
+                mailbox: mailbox.clone(),
+            },
+        );
         for t in topics {
             routes.members.entry(t).or_default().insert(id);
         }
@@ -123,7 +180,7 @@ impl Hub {
                 hub: self.clone(),
                 id,
             },
-            rx,
+            mailbox,
         ))
     }
 
@@ -278,17 +335,17 @@ impl Hub {
             (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),
             _ => None,
         };
-        let targets: Vec<(u64, mpsc::Sender<Arc<Dispatch>>)> = {
+        let targets: Vec<(u64, Arc<Mailbox>)> = {
             let routes = self.routes();
             routes
                 .members
                 .get(&topic)
                 .into_iter()
                 .flatten()
-                .filter_map(|id| routes.sessions.get(id).map(|s| (*id, s.tx.clone())))
+                .filter_map(|id| routes.sessions.get(id).map(|s| (*id, s.mailbox.clone())))
                 .collect()
         };
-        for (id, tx) in targets {
+        for (id, mailbox) in targets {
             if let Some(guild) = joins {
                 // Subscribe to the guild before the client learns it joined, so it sees
                 // every later event of the guild.
@@ -298,9 +355,9 @@ impl Hub {
                     if let Err(e) = hub.join(id, guild).await {
                         tracing::error!(error = %e, guild, "cannot subscribe to a joined guild");
                     }
-                    let _ = tx.send(dispatch).await;
+                    mailbox.push(dispatch);
                 });
-            } else if tx.try_send(dispatch.clone()).is_err() {
+            } else if !mailbox.push(dispatch.clone()) {
                 // Too slow (or gone): drop the session rather than the whole node's pace.
                 tracing::warn!(session = id, "session cannot keep up; disconnecting it");
                 self.routes().sessions.remove(&id);

@@ -4,7 +4,7 @@
 mod hub;
 mod session;
 
-pub use hub::{Dispatch, Hub};
+pub use hub::{Dispatch, Hub, Mailbox};
 pub use session::upgrade;
 
 /// Gateway opcodes.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::hub::{Dispatch, Registration};
+use super::hub::{Mailbox, Registration};
 use super::{close, op};
 use crate::AppState;
 use projections::queries;
@@ -128,7 +128,7 @@ impl Connection {
     async fn handshake(
         &mut self,
         params: HashMap<String, String>,
-    ) -> Result<(Registration, tokio::sync::mpsc::Receiver<Arc<Dispatch>>), Close> {
+    ) -> Result<(Registration, Arc<Mailbox>), Close> {
         if let Some(v) = params.get("v") {
             if !matches!(v.as_str(), "9" | "10") {
                 return Err((close::INVALID_API_VERSION, "Invalid API version"));
@@ -194,10 +194,7 @@ impl Connection {
     }
 
     /// Authenticates, subscribes, and sends READY and one GUILD_CREATE per guild.
-    async fn ready(
-        &mut self,
-        token: &str,
-    ) -> Result<(Registration, tokio::sync::mpsc::Receiver<Arc<Dispatch>>), Close> {
+    async fn ready(&mut self, token: &str) -> Result<(Registration, Arc<Mailbox>), Close> {
         const FAILED: Close = (close::AUTHENTICATION_FAILED, "Authentication failed");
         let internal = |e: projections::Error| {
             tracing::error!(error = %e, "gateway read failed");
@@ -261,11 +258,7 @@ impl Connection {
     }
 
     /// The identified session: dispatches out, heartbeats in.
-    async fn live(
-        &mut self,
-        registration: Registration,
-        mut rx: tokio::sync::mpsc::Receiver<Arc<Dispatch>>,
-    ) -> Close {
+    async fn live(&mut self, registration: Registration, mailbox: Arc<Mailbox>) -> Close {
         let _registration = registration;
         // A client that misses a heartbeat by more than half an interval is gone.
         let timeout = self.interval() + self.interval() / 2;
@@ -290,7 +283,7 @@ impl Connection {
                         _ => return (close::UNKNOWN_OPCODE, "Unknown opcode"),
                     }
                 }
-                dispatch = rx.recv() => {
+                dispatch = mailbox.recv() => {
                     let Some(d) = dispatch else {
                         return (close::UNKNOWN_ERROR, "Session could not keep up");
                     };
