@@ -18,7 +18,6 @@ const SESSION_BUFFER: usize = 512;
 pub struct Dispatch {
     pub name: String,
     pub data: Box<str>,
-    pub guild_id: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -28,7 +27,6 @@ enum Topic {
 }
 
 struct Session {
-    user_id: u64,
     mailbox: Arc<Mailbox>,
 }
 
@@ -139,11 +137,6 @@ impl Hub {
         self.routes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Number of sessions on this node.
-    pub fn session_count(&self) -> usize {
-        self.routes().sessions.len()
-    }
-
     /// Number of bus subscriptions this node holds.
     pub async fn subscription_count(&self) -> usize {
         self.pumps.lock().await.len()
@@ -167,7 +160,6 @@ impl Hub {
         routes.sessions.insert(
             id,
             Session {
-                user_id,
                 mailbox: mailbox.clone(),
             },
         );
@@ -326,11 +318,7 @@ impl Hub {
             Ok(d) => d.into_boxed_str(),
             Err(_) => return,
         };
-        let dispatch = Arc::new(Dispatch {
-            name,
-            data,
-            guild_id: env.guild_id,
-        });
+        let dispatch = Arc::new(Dispatch { name, data });
         let joins = match (topic, dispatch.name.as_str(), env.guild_id) {
             (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),
             _ => None,
@@ -363,11 +351,6 @@ impl Hub {
                 self.routes().sessions.remove(&id);
             }
         }
-    }
-
-    /// The user a registered session belongs to.
-    pub fn session_user(&self, id: u64) -> Option<u64> {
-        self.routes().sessions.get(&id).map(|s| s.user_id)
     }
 }
 
