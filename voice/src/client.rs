@@ -1,0 +1,280 @@
+//! A str0m-based voice client peer, for tests and benchmarks: a real WebRTC endpoint (ICE,
+//! DTLS, SRTP) on its own UDP socket that offers one `sendonly` audio m-line (its producer)
+//! and some `recvonly` ones (consumer slots), sends fake Opus frames tagged with its user id
+//! every 20 ms, and counts what it receives per sender.
+//!
+//! [`Swarm`] drives many peers on one thread.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+/// Frames of one sender as received by one peer.
+#[derive(Clone, Debug, Default)]
+pub struct Received {
+    /// Frames received.
+    pub frames: u64,
+    /// When the last one arrived.
+    pub last: Option<Instant>,
+    /// The m-lines they arrived on.
+    pub mids: Vec<String>,
+}
+
+/// A client peer. See the module docs.
+pub struct ClientPeer {
+    /// The user id it tags its frames with.
+    pub user: u64,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    send_mid: Mid,
+    /// Connected (ICE + DTLS).
+    pub connected: bool,
+    /// Send a frame every 20 ms while connected.
+    pub sending: bool,
+    /// RFC 6464 level (dBov) put on sent frames.
+    pub level: i8,
+    /// Frames sent.
+    pub sent: u64,
+    next_send: Option<Instant>,
+    /// What arrived, per sender user id.
+    pub received: HashMap<u64, Received>,
+    /// Frames that arrived without a recognisable tag.
+    pub garbage: u64,
+    /// The transport failed.
+    pub failed: bool,
+    buf: Vec<u8>,
+}
+
+impl ClientPeer {
+    /// A peer on a fresh UDP socket at `ip`, with `slots` receive m-lines; returns it and
+    /// its SDP offer.
+    pub fn new(user: u64, ip: IpAddr, slots: usize) -> io::Result<(ClientPeer, String)> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let now = Instant::now();
+        let mut rtc = RtcConfig::new()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .build(now);
+        let candidate = Candidate::host(local, "udp").map_err(io::Error::other)?;
+        rtc.add_local_candidate(candidate);
+        let mut change = rtc.sdp_api();
+        let send_mid = change.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(user.to_string()),
+            None,
+            None,
+        );
+        for _ in 0..slots {
+            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = change.apply().expect("a change with media");
+        Ok((
+            ClientPeer {
+                user,
+                rtc,
+                socket,
+                local,
+                pending: Some(pending),
+                send_mid,
+                connected: false,
+                sending: true,
+                level: -20,
+                sent: 0,
+                next_send: None,
+                received: HashMap::new(),
+                garbage: 0,
+                failed: false,
+                buf: vec![0; 2048],
+            },
+            offer.to_sdp_string(),
+        ))
+    }
+
+    /// Apply the server's SDP answer.
+    pub fn accept_answer(&mut self, answer: &str) -> Result<(), String> {
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| e.to_string())?;
+        let pending = self.pending.take().ok_or("no pending offer")?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Frames received from `user`.
+    pub fn frames_from(&self, user: u64) -> u64 {
+        self.received.get(&user).map_or(0, |r| r.frames)
+    }
+
+    /// Senders heard so far, sorted.
+    pub fn heard(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.received.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Stop this peer's transport (it sends nothing more).
+    pub fn close(&mut self) {
+        self.rtc.disconnect();
+        self.failed = true;
+    }
+
+    /// Read what arrived, send what is due; returns when it wants to run again.
+    pub fn step(&mut self, now: Instant) -> Instant {
+        if self.failed {
+            return now + Duration::from_millis(50);
+        }
+        while let Ok((n, source)) = self.socket.recv_from(&mut self.buf) {
+            let Ok(r) = Receive::new(Protocol::Udp, source, self.local, &self.buf[..n]) else {
+                continue;
+            };
+            if self.rtc.handle_input(Input::Receive(now, r)).is_err() {
+                self.failed = true;
+                return now + Duration::from_millis(50);
+            }
+        }
+        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+            self.failed = true;
+        }
+        if self.connected && self.sending && self.next_send.is_none_or(|t| t <= now) {
+            self.send_frame(now);
+            self.next_send = Some(self.next_send.map_or(now, |t| t) + Duration::from_millis(20));
+        }
+        let mut wake = now + Duration::from_millis(20);
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Timeout(t)) => {
+                    wake = wake.min(t);
+                    break;
+                }
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => self.connected = true,
+                    Event::MediaData(d) => {
+                        if d.data.len() >= 16 {
+                            let from = u64::from_be_bytes(d.data[..8].try_into().expect("8 bytes"));
+                            let r = self.received.entry(from).or_default();
+                            r.frames += 1;
+                            r.last = Some(now);
+                            let mid = d.mid.to_string();
+                            if !r.mids.contains(&mid) {
+                                r.mids.push(mid);
+                            }
+                        } else {
+                            self.garbage += 1;
+                        }
+                    }
+                    _ => {}
+                },
+                Err(_) => {
+                    self.failed = true;
+                    break;
+                }
+            }
+        }
+        if let Some(t) = self.next_send {
+            if self.sending && self.connected {
+                wake = wake.min(t);
+            }
+        }
+        wake
+    }
+
+    fn send_frame(&mut self, now: Instant) {
+        let Some(writer) = self.rtc.writer(self.send_mid) else {
+            return;
+        };
+        let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
+            return;
+        };
+        // A 60-byte "Opus frame" (a 20 ms frame at ~24 kbit/s): sender, sequence, filler.
+        let mut frame = Vec::with_capacity(60);
+        frame.extend_from_slice(&self.user.to_be_bytes());
+        frame.extend_from_slice(&self.sent.to_be_bytes());
+        frame.resize(60, 0xf8);
+        let time = MediaTime::new(self.sent * 960, Frequency::FORTY_EIGHT_KHZ);
+        let voice = self.level >= -50;
+        if writer
+            .audio_level(self.level, voice)
+            .write(pt, now, time, frame)
+            .is_ok()
+        {
+            self.sent += 1;
+        }
+    }
+}
+
+/// Many [`ClientPeer`]s driven by one thread until dropped.
+pub struct Swarm {
+    peers: Arc<Mutex<Vec<ClientPeer>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Swarm {
+    /// Start driving `peers`.
+    pub fn start(peers: Vec<ClientPeer>) -> Swarm {
+        let peers = Arc::new(Mutex::new(peers));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peers.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                let mut wake = now + Duration::from_millis(5);
+                for peer in p.lock().expect("swarm lock").iter_mut() {
+                    wake = wake.min(peer.step(now));
+                }
+                let sleep = wake
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_micros(500), Duration::from_millis(2));
+                std::thread::sleep(sleep);
+            }
+        });
+        Swarm {
+            peers,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Lock the peers to look at or change them.
+    pub fn peers(&self) -> MutexGuard<'_, Vec<ClientPeer>> {
+        self.peers.lock().expect("swarm lock")
+    }
+
+    /// Wait until `f` holds, polling every 10 ms; false after `timeout`.
+    pub fn wait_until(&self, timeout: Duration, mut f: impl FnMut(&[ClientPeer]) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if f(&self.peers()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        f(&self.peers())
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
