@@ -13,3 +13,5 @@
 pub mod client;
 pub mod server;
 pub mod sfu;
+pub mod signalling;
+pub mod token;
