@@ -15,6 +15,7 @@ pub mod snowflake;
 pub mod streams;
 pub mod timefmt;
 pub mod user;
+pub mod voice;
 pub mod values;
 
 #[cfg(test)]
