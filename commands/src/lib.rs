@@ -9,6 +9,7 @@ pub mod auth;
 mod cache;
 mod error;
 mod handlers;
+mod voice;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use store::{Actor, DynStore, Metadata, NewEvent};
 
 pub use error::CommandError;
 pub use handlers::{ChannelSpec, InviteSpec, Registered, SentMessage};
+pub use voice::VoiceOutcome;
 
 /// Who is acting, and why: becomes every event's metadata.
 #[derive(Debug, Clone)]
