@@ -215,6 +215,28 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>>;
 
+    /// Reads several streams forwards in one round trip: for each `(stream, from)`, up
+    /// to `limit` events of that stream from revision `from` (inclusive), in revision
+    /// order. The result holds each stream's events together, in the order the streams
+    /// were given. A stream that returned `limit` events may have more.
+    ///
+    /// Commands use it to catch up an aggregate and the aggregates it decides against
+    /// (a channel and its guild's permissions) with one query instead of one each.
+    async fn read_streams_forwards(
+        &self,
+        from: &[(&str, Revision)],
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let mut out = Vec::new();
+        for (stream, revision) in from {
+            out.extend(
+                self.read_stream(stream, *revision, Direction::Forwards, limit)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Reads up to `limit` events of the global log with a position greater than `after`.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>>;
 

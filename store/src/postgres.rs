@@ -493,6 +493,42 @@ impl EventStore for PostgresStore {
     }
 
     #[tracing::instrument(skip(self))]
+    async fn read_streams_forwards(
+        &self,
+        from: &[(&str, Revision)],
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        if from.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One sub-select per stream (each an index range scan), glued with UNION ALL;
+        // the outer ORDER BY keeps each stream's events together and in order.
+        let parts: Vec<String> = (0..from.len())
+            .map(|i| {
+                let p = |k: usize| format!("${}", 3 * i + k);
+                format!(
+                    "SELECT * FROM (SELECT {}, {i} AS part FROM events WHERE stream_id = {} \
+                     AND revision >= {} ORDER BY revision ASC LIMIT {}) AS s{i}",
+                    columns!(),
+                    p(1),
+                    p(2),
+                    p(3)
+                )
+            })
+            .collect();
+        let sql = format!("{} ORDER BY part, revision", parts.join(" UNION ALL "));
+        let mut query = sqlx::query(&sql);
+        for (stream, revision) in from {
+            query = query
+                .bind(*stream)
+                .bind(to_i64(*revision))
+                .bind(to_i64(limit));
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(recorded).collect()
+    }
+
+    #[tracing::instrument(skip(self))]
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
         let rows = sqlx::query(concat!(
             "SELECT ",

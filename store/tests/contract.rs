@@ -217,6 +217,7 @@ contract!(
     concurrent_writers_are_seen_by_a_live_subscriber_exactly_once_in_order,
     a_subscriber_that_restarts_from_its_checkpoint_misses_nothing_and_repeats_nothing,
     read_all_pages_through_the_whole_log,
+    several_streams_read_in_one_call_match_reading_each,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -274,6 +275,56 @@ fn assert_is_conflict(result: Result<impl std::fmt::Debug, StoreError>, actual_r
 
 // ---------------------------------------------------------------------------------------
 // The contract
+
+async fn several_streams_read_in_one_call_match_reading_each(store: DynStore) {
+    store
+        .append("m-a", ExpectedRevision::NoStream, events(5))
+        .await
+        .unwrap();
+    store
+        .append("m-b", ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    store
+        .append("m-a", ExpectedRevision::Exact(5), events(1))
+        .await
+        .unwrap();
+
+    // Given order is kept, each stream from its own revision, capped per stream.
+    let got = store
+        .read_streams_forwards(&[("m-b", 1), ("m-a", 3), ("m-none", 1)], 3)
+        .await
+        .unwrap();
+    let mut expected = store
+        .read_stream("m-b", 1, Direction::Forwards, 3)
+        .await
+        .unwrap();
+    expected.extend(
+        store
+            .read_stream("m-a", 3, Direction::Forwards, 3)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, expected);
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.stream_id.as_str(), e.revision))
+            .collect::<Vec<_>>(),
+        vec![("m-b", 1), ("m-b", 2), ("m-a", 3), ("m-a", 4), ("m-a", 5)]
+    );
+
+    // Streams that are caught up read nothing; no streams is no events.
+    let got = store
+        .read_streams_forwards(&[("m-a", 7), ("m-b", 3)], 100)
+        .await
+        .unwrap();
+    assert!(got.is_empty(), "{got:?}");
+    assert!(store
+        .read_streams_forwards(&[], 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
 
 async fn appended_events_read_back_forwards_and_backwards(store: DynStore) {
     let first = events(3);
