@@ -7,10 +7,13 @@
 //!   the [`server::VoiceHandle`] the rest of the process talks to it through.
 //! - [`signalling`]: Discord's voice WebSocket (IDENTIFY, SELECT_PROTOCOL with an SDP offer,
 //!   SESSION_DESCRIPTION, SPEAKING, heartbeats, CLIENT_DISCONNECT) as an axum router.
+//! - [`placement`]: which voice node holds a room (rendezvous hashing over the configured
+//!   endpoints), and what VOICE_SERVER_UPDATE carries.
 //! - [`token`]: voice tokens (HMAC-signed grants) the gateway issues and the voice node
 //!   verifies without a database.
 
 pub mod client;
+pub mod placement;
 pub mod server;
 pub mod sfu;
 pub mod signalling;

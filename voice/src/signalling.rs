@@ -106,6 +106,7 @@ enum Outgoing {
 
 struct Member {
     session: u64,
+    guild_id: u64,
     tx: mpsc::UnboundedSender<Outgoing>,
     /// The SSRC and m-line on which this member hears each speaker.
     consumers: HashMap<UserId, (u32, String)>,
@@ -128,6 +129,18 @@ impl Rooms {
     }
 }
 
+/// A participant the SFU dropped (its transport died or went silent): the voice state
+/// should be cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Departure {
+    /// The guild.
+    pub guild_id: u64,
+    /// The room.
+    pub channel_id: RoomId,
+    /// The user.
+    pub user_id: UserId,
+}
+
 /// The voice WebSocket endpoint: state shared by every connection.
 pub struct VoiceGateway<A> {
     voice: VoiceHandle,
@@ -135,6 +148,7 @@ pub struct VoiceGateway<A> {
     rooms: Arc<Mutex<Rooms>>,
     heartbeat_interval: Duration,
     next_session: Arc<AtomicU64>,
+    departures: tokio::sync::broadcast::Sender<Departure>,
 }
 
 impl<A> Clone for VoiceGateway<A> {
@@ -145,6 +159,7 @@ impl<A> Clone for VoiceGateway<A> {
             rooms: self.rooms.clone(),
             heartbeat_interval: self.heartbeat_interval,
             next_session: self.next_session.clone(),
+            departures: self.departures.clone(),
         }
     }
 }
@@ -159,8 +174,13 @@ impl<A: VoiceAuth> VoiceGateway<A> {
             rooms: Arc::new(Mutex::new(Rooms::default())),
             heartbeat_interval: Duration::from_millis(13_750),
             next_session: Arc::new(AtomicU64::new(1)),
+            departures: tokio::sync::broadcast::channel(1024).0,
         };
-        tokio::spawn(relay(gw.voice.subscribe(), gw.rooms.clone()));
+        tokio::spawn(relay(
+            gw.voice.subscribe(),
+            gw.rooms.clone(),
+            gw.departures.clone(),
+        ));
         gw
     }
 
@@ -194,6 +214,58 @@ impl<A: VoiceAuth> VoiceGateway<A> {
         rooms.send_others(room, user, &client_disconnect(user));
     }
 
+    /// The rooms `user` has a voice connection in (on this node).
+    pub fn rooms_of(&self, user: UserId) -> Vec<RoomId> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.contains_key(&user))
+            .map(|(room, _)| *room)
+            .collect()
+    }
+
+    /// `user`'s voice state now says `channel`: disconnect them from every other room of
+    /// `guild_id` on this node (a leave, a move, a disconnect by a moderator).
+    pub fn follow_voice_state(&self, guild_id: u64, user: UserId, channel: Option<RoomId>) {
+        let stale: Vec<RoomId> = {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            rooms
+                .rooms
+                .iter()
+                .filter(|(room, r)| {
+                    Some(**room) != channel && r.get(&user).is_some_and(|m| m.guild_id == guild_id)
+                })
+                .map(|(room, _)| *room)
+                .collect()
+        };
+        for room in stale {
+            self.disconnect(room, user);
+        }
+    }
+
+    /// The member's server mute and deafen changed: apply them in every room they are in.
+    pub fn set_member_voice(&self, guild_id: u64, user: UserId, mute: bool, deaf: bool) {
+        let rooms: Vec<RoomId> = {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            rooms
+                .rooms
+                .iter()
+                .filter(|(_, r)| r.get(&user).is_some_and(|m| m.guild_id == guild_id))
+                .map(|(room, _)| *room)
+                .collect()
+        };
+        for room in rooms {
+            self.voice.set_server_mute(room, user, mute);
+            self.voice.set_server_deaf(room, user, deaf);
+        }
+    }
+
+    /// Participants the SFU dropped from now on.
+    pub fn departures(&self) -> tokio::sync::broadcast::Receiver<Departure> {
+        self.departures.subscribe()
+    }
+
     /// The axum routes: `GET /voice` upgrades to the voice WebSocket.
     pub fn routes(self) -> axum::Router {
         axum::Router::new()
@@ -214,7 +286,11 @@ async fn upgrade<A: VoiceAuth>(
 }
 
 /// Relay SFU events to the connections of the room they concern.
-async fn relay(mut events: tokio::sync::broadcast::Receiver<SfuEvent>, rooms: Arc<Mutex<Rooms>>) {
+async fn relay(
+    mut events: tokio::sync::broadcast::Receiver<SfuEvent>,
+    rooms: Arc<Mutex<Rooms>>,
+    departures: tokio::sync::broadcast::Sender<Departure>,
+) {
     loop {
         let e = match events.recv().await {
             Ok(e) => e,
@@ -280,6 +356,11 @@ async fn relay(mut events: tokio::sync::broadcast::Receiver<SfuEvent>, rooms: Ar
                             "transport closed",
                         ));
                         rooms.send_others(room, user, &client_disconnect(user));
+                        let _ = departures.send(Departure {
+                            guild_id: m.guild_id,
+                            channel_id: room,
+                            user_id: user,
+                        });
                     }
                 }
             }
@@ -460,6 +541,16 @@ impl<A: VoiceAuth> Conn<A> {
                     .await
                     .map_err(|_| Fail(close::SERVER_NOT_FOUND, "voice server stopped"))?
                     .map_err(|_| Fail(close::FAILED_TO_DECODE, "the SDP offer is malformed"))?;
+                if grant.mute {
+                    self.gw
+                        .voice
+                        .set_server_mute(grant.channel_id, grant.user_id, true);
+                }
+                if grant.deaf {
+                    self.gw
+                        .voice
+                        .set_server_deaf(grant.channel_id, grant.user_id, true);
+                }
                 self.send(json!({"op": op::SESSION_DESCRIPTION, "d": {
                     "audio_codec": "opus",
                     "video_codec": null,
@@ -514,6 +605,7 @@ impl<A: VoiceAuth> Conn<A> {
             grant.user_id,
             Member {
                 session: self.session,
+                guild_id: grant.guild_id,
                 tx: self.tx.clone(),
                 consumers: HashMap::new(),
             },

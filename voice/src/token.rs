@@ -26,6 +26,12 @@ pub struct VoiceGrant {
     pub session_id: String,
     /// Unix seconds after which the token is refused.
     pub expires_at: u64,
+    /// Server-muted when the token was issued (the SFU starts with it).
+    #[serde(default)]
+    pub mute: bool,
+    /// Server-deafened when the token was issued.
+    #[serde(default)]
+    pub deaf: bool,
 }
 
 /// IDENTIFY's payload, as the client sent it.
@@ -136,6 +142,8 @@ mod tests {
             user_id: 3,
             session_id: "s".into(),
             expires_at,
+            mute: false,
+            deaf: true,
         }
     }
 

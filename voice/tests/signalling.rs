@@ -63,6 +63,8 @@ impl App {
             user_id: user,
             session_id: session.into(),
             expires_at: now + 60,
+            mute: false,
+            deaf: false,
         })
     }
 
