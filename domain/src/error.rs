@@ -11,6 +11,7 @@ pub enum Resource {
     Invite,
     Role,
     Member,
+    Application,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

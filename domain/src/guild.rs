@@ -8,6 +8,7 @@
 //! [`GuildState::channel_permissions`] are what a member may do; commands that need the
 //! time to judge timeouts carry `now_ms`.
 
+mod bots;
 mod channels;
 mod members;
 mod roles;
@@ -17,6 +18,8 @@ mod tests;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
+
+pub use bots::AddBot;
 
 use crate::member::{Member, Nickname, RemovalReason};
 use crate::permissions::{
@@ -810,6 +813,8 @@ pub enum GuildCommand {
         lock_permissions: bool,
         now_ms: u64,
     },
+    /// Adds a bot with its managed role (see [`AddBot`]).
+    AddBot(AddBot),
     /// Deletes a channel (MANAGE_CHANNELS in that channel).
     DeleteChannel {
         actor: UserId,
@@ -1062,6 +1067,7 @@ pub fn decide(state: &GuildState, command: GuildCommand) -> Result<Vec<GuildEven
             channel_id,
             now_ms,
         } => channels::delete(state, actor, channel_id, now_ms),
+        GuildCommand::AddBot(cmd) => bots::add(state, cmd),
     }
 }
 

@@ -32,6 +32,8 @@ markers! {
     MessageMarker => MessageId;
     /// Roles. The @everyone role's id equals its guild's id.
     RoleMarker => RoleId;
+    /// Applications (a bot's user id equals its application's id).
+    ApplicationMarker => ApplicationId;
 }
 
 /// A snowflake id of a resource of kind `T`. Never zero.

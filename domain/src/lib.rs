@@ -2,6 +2,7 @@
 //! rules they enforce. No I/O, no async runtime, no SQL: everything here is a pure
 //! function of its inputs, so every rule is tested given/when/then in this crate.
 
+pub mod application;
 pub mod channel;
 pub mod error;
 pub mod event;

@@ -14,6 +14,11 @@ pub fn channel(id: ChannelId) -> String {
     format!("channel-{id}")
 }
 
+/// An application (and its bot's lifecycle).
+pub fn application(id: crate::id::ApplicationId) -> String {
+    format!("application-{id}")
+}
+
 pub fn invite(code: &str) -> String {
     format!("invite-{code}")
 }

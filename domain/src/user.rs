@@ -18,8 +18,13 @@ pub enum UserEvent {
         password_hash: Option<String>,
         bot: bool,
     },
-    /// A login token was issued; only its SHA-256 hash is stored.
-    TokenIssued { token_hash: String },
+    /// A login token was issued; only its SHA-256 hash is stored. With
+    /// `revokes_others` (a bot token reset) every token issued before it stops working.
+    TokenIssued {
+        token_hash: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        revokes_others: bool,
+    },
 }
 domain_event!(UserEvent {
     UserRegistered,
@@ -50,7 +55,13 @@ impl Aggregate for UserState {
                 self.password_hash = password_hash.clone();
                 self.bot = *bot;
             }
-            UserEvent::TokenIssued { token_hash } => {
+            UserEvent::TokenIssued {
+                token_hash,
+                revokes_others,
+            } => {
+                if *revokes_others {
+                    self.token_hashes.clear();
+                }
                 self.token_hashes.insert(token_hash.clone());
             }
         }
@@ -66,6 +77,10 @@ pub enum UserCommand {
         bot: bool,
     },
     IssueToken {
+        token_hash: String,
+    },
+    /// Issues a token and revokes every earlier one (a bot token reset).
+    ResetToken {
         token_hash: String,
     },
 }
@@ -92,21 +107,37 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<UserEvent>,
             }])
         }
         UserCommand::IssueToken { token_hash } => {
-            if state.id.is_none() {
-                return Err(DomainError::Unknown(Resource::User));
-            }
-            if token_hash.len() != 64 || !token_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(DomainError::invalid(
-                    "token",
-                    "Expected a SHA-256 hex digest.",
-                ));
-            }
+            check_token_hash(state, &token_hash)?;
             if state.token_hashes.contains(&token_hash) {
                 return Ok(vec![]);
             }
-            Ok(vec![UserEvent::TokenIssued { token_hash }])
+            Ok(vec![UserEvent::TokenIssued {
+                token_hash,
+                revokes_others: false,
+            }])
+        }
+        UserCommand::ResetToken { token_hash } => {
+            check_token_hash(state, &token_hash)?;
+            Ok(vec![UserEvent::TokenIssued {
+                token_hash,
+                revokes_others: true,
+            }])
         }
     }
+}
+
+/// A token hash for a known user: a SHA-256 hex digest.
+fn check_token_hash(state: &UserState, token_hash: &str) -> Result<(), DomainError> {
+    if state.id.is_none() {
+        return Err(DomainError::Unknown(Resource::User));
+    }
+    if token_hash.len() != 64 || !token_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(DomainError::invalid(
+            "token",
+            "Expected a SHA-256 hex digest.",
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +184,15 @@ mod tests {
             username: Username::parse("alice").unwrap(),
             password_hash: Some("$argon2id$...".into()),
             bot: false,
+        }
+    }
+
+    fn bot_registered() -> UserEvent {
+        UserEvent::UserRegistered {
+            user_id: UserId::new(11),
+            username: Username::parse("helper_bot").unwrap(),
+            password_hash: None,
+            bot: true,
         }
     }
 
@@ -221,7 +261,8 @@ mod tests {
         assert_eq!(
             events,
             vec![UserEvent::TokenIssued {
-                token_hash: hash.clone()
+                token_hash: hash.clone(),
+                revokes_others: false,
             }]
         );
         let state = given::<UserState>(&[registered(), events[0].clone()]);
@@ -248,6 +289,75 @@ mod tests {
             },
         );
         assert!(matches!(err.unwrap_err(), DomainError::Invalid { .. }));
+    }
+
+    #[test]
+    fn resetting_a_token_revokes_every_earlier_one() {
+        let old = "a".repeat(64);
+        let new = "b".repeat(64);
+        let history = vec![
+            bot_registered(),
+            UserEvent::TokenIssued {
+                token_hash: old.clone(),
+                revokes_others: false,
+            },
+        ];
+        let events = decide(
+            &given::<UserState>(&history),
+            UserCommand::ResetToken {
+                token_hash: new.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![UserEvent::TokenIssued {
+                token_hash: new.clone(),
+                revokes_others: true,
+            }]
+        );
+        let state = given::<UserState>(&[history, events].concat());
+        assert!(state.bot);
+        assert!(state.password_hash.is_none());
+        assert!(!state.token_hashes.contains(&old));
+        assert!(state.token_hashes.contains(&new));
+    }
+
+    #[test]
+    fn a_bot_is_registered_without_a_password() {
+        let events = decide(
+            &UserState::default(),
+            UserCommand::Register {
+                user_id: UserId::new(11),
+                username: Username::parse("helper_bot").unwrap(),
+                password_hash: None,
+                bot: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(events, vec![bot_registered()]);
+        let err = decide(
+            &UserState::default(),
+            UserCommand::ResetToken {
+                token_hash: "b".repeat(64),
+            },
+        );
+        assert_eq!(err.unwrap_err(), DomainError::Unknown(Resource::User));
+    }
+
+    #[test]
+    fn token_events_stored_before_resets_existed_still_read() {
+        let stored = serde_json::json!({ "token_hash": "a".repeat(64) });
+        let e = UserEvent::from_stored("TokenIssued", 1, stored.clone()).unwrap();
+        assert_eq!(
+            e,
+            UserEvent::TokenIssued {
+                token_hash: "a".repeat(64),
+                revokes_others: false,
+            }
+        );
+        // An ordinary token is still stored in its original form.
+        assert_eq!(e.to_data(), stored);
     }
 
     #[test]

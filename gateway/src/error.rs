@@ -19,6 +19,10 @@ pub enum ApiError {
     NotAuthor,
     Banned,
     WrongChannelType,
+    /// 10026 Unknown Ban.
+    UnknownBan,
+    /// 20016: slowmode; `retry_after` in seconds.
+    Slowmode { retry_after: u64 },
     /// 50035 with per-field errors: (field path, error code, message).
     InvalidForm(Vec<(String, &'static str, String)>),
     /// 50109: the body is not JSON.
@@ -46,6 +50,16 @@ impl From<DomainError> for ApiError {
                 "USERNAME_ALREADY_TAKEN",
                 "Username is unavailable. Try adding numbers, letters, underscores _ , or periods.",
             ),
+            // Slowmode refusals of a message send (the domain says how long to wait).
+            DomainError::Invalid { field, message }
+                if field == "rate_limit_per_user" && message.starts_with("Slowmode is on") =>
+            {
+                let retry_after = message
+                    .split_whitespace()
+                    .find_map(|w| w.parse::<u64>().ok())
+                    .unwrap_or(1);
+                ApiError::Slowmode { retry_after }
+            }
             DomainError::Invalid { field, message } => {
                 let code = if message.starts_with("Must be between") {
                     "BASE_TYPE_BAD_LENGTH"
@@ -91,6 +105,7 @@ fn unknown(r: Resource) -> (u32, &'static str) {
         Resource::Invite => (10006, "Unknown Invite"),
         Resource::Role => (10011, "Unknown Role"),
         Resource::Member => (10007, "Unknown Member"),
+        Resource::Application => (10002, "Unknown Application"),
     }
 }
 
@@ -157,6 +172,21 @@ impl IntoResponse for ApiError {
                 "Cannot execute action on this channel type".into(),
                 None,
             ),
+            ApiError::UnknownBan => (StatusCode::NOT_FOUND, 10026, "Unknown Ban".into(), None),
+            ApiError::Slowmode { retry_after } => {
+                let body = json!({
+                    "code": 20016,
+                    "message": "This action cannot be performed due to slowmode rate limit.",
+                    "retry_after": retry_after as f64,
+                    "global": false,
+                });
+                let mut response =
+                    (StatusCode::TOO_MANY_REQUESTS, crate::json_body(&body)).into_response();
+                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                    response.headers_mut().insert("retry-after", v);
+                }
+                return response;
+            }
             ApiError::InvalidForm(fields) => {
                 let mut errors = serde_json::Map::new();
                 for (path, code, message) in &fields {
