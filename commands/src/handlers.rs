@@ -12,7 +12,7 @@ use store::{AppendResult, ExpectedRevision, Position, Revision, StreamAppend};
 use crate::cache::Loaded;
 use crate::{auth, encode, CommandError, Commands, Context, MAX_ATTEMPTS};
 
-fn expected(revision: Revision) -> ExpectedRevision {
+pub(crate) fn expected(revision: Revision) -> ExpectedRevision {
     if revision == 0 {
         ExpectedRevision::NoStream
     } else {
@@ -66,7 +66,7 @@ pub struct InviteSpec {
     pub temporary: bool,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     domain::timefmt::unix_ms(time::OffsetDateTime::now_utc())
 }
 
@@ -80,7 +80,7 @@ fn invite_code() -> String {
 
 /// Waits a random, growing while after losing a race, so that contending writers (on
 /// several nodes) spread out instead of colliding again.
-async fn backoff(attempt: usize) {
+pub(crate) async fn backoff(attempt: usize) {
     let cap_ms = (1u64 << attempt.min(6)).min(50);
     let ms = rand::thread_rng().gen_range(0..=cap_ms);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -104,7 +104,7 @@ impl Commands {
     }
 
     /// Runs `decide` on one aggregate and appends its events, retrying on conflict.
-    async fn execute<A: Aggregate>(
+    pub(crate) async fn execute<A: Aggregate>(
         &self,
         cache: &crate::cache::Cache<A>,
         stream: &str,
@@ -144,7 +144,7 @@ impl Commands {
     }
 
     /// Runs `f` on a guild's current state.
-    async fn with_guild<T>(
+    pub(crate) async fn with_guild<T>(
         &self,
         guild_id: GuildId,
         f: impl FnOnce(&GuildState) -> T,
@@ -382,7 +382,10 @@ impl Commands {
     }
 
     /// The guild a channel belongs to, from the channel's own stream.
-    async fn channel_guild(&self, channel_id: ChannelId) -> Result<GuildId, CommandError> {
+    pub(crate) async fn channel_guild(
+        &self,
+        channel_id: ChannelId,
+    ) -> Result<GuildId, CommandError> {
         let stream = streams::channel(channel_id);
         let entry = self.channels.entry(&stream);
         let mut loaded = entry.lock().await;
@@ -517,6 +520,13 @@ impl Commands {
     }
 
     /// Runs a message command on a channel, with its guild's current state.
+    ///
+    /// The channel and its guild (roles, overwrites, members, bans: everything the
+    /// permission check needs) are caught up from the log together, in one read, so the
+    /// decision includes every change committed before this call, on any node, and the
+    /// permission check adds no round trip to sending a message. The guild's lock is held
+    /// only while deciding, so messages to other channels of the guild do not wait for
+    /// this append.
     async fn on_channel(
         &self,
         ctx: &Context,
@@ -528,22 +538,35 @@ impl Commands {
         let mut loaded = entry.lock().await;
         let meta = ctx.metadata();
         for attempt in 0..MAX_ATTEMPTS {
-            loaded.catch_up(self.store.as_ref(), &stream).await?;
+            // A channel's guild never changes: once known, both streams are read at once.
+            if loaded.state.guild_id.is_none() {
+                loaded.catch_up(self.store.as_ref(), &stream).await?;
+            }
             let Some(guild_id) = loaded.state.guild_id else {
                 return Err(DomainError::Unknown(Resource::Channel).into());
             };
-            let cmd = command(&loaded.state);
-            let repeated = match &cmd {
-                ChannelCommand::Send {
-                    author_id,
-                    nonce: Some(nonce),
-                    ..
-                } => loaded.state.message_for_nonce(*author_id, nonce),
-                _ => None,
+            let guild_stream = streams::guild(guild_id);
+            let guild_entry = self.guilds.entry(&guild_stream);
+            let (events, repeated) = {
+                let mut guild = guild_entry.lock().await;
+                crate::cache::catch_up_both(
+                    self.store.as_ref(),
+                    (&mut *loaded, &stream),
+                    (&mut *guild, &guild_stream),
+                )
+                .await?;
+                let cmd = command(&loaded.state);
+                let repeated = match &cmd {
+                    ChannelCommand::Send {
+                        author_id,
+                        nonce: Some(nonce),
+                        ..
+                    } => loaded.state.message_for_nonce(*author_id, nonce),
+                    _ => None,
+                };
+                let events = channel::decide_at(&loaded.state, &guild.state, cmd, now_ms())?;
+                (events, repeated)
             };
-            let events = self
-                .with_guild(guild_id, |g| channel::decide(&loaded.state, g, cmd))
-                .await??;
             if events.is_empty() {
                 return Ok(ChannelOutcome {
                     events,
@@ -653,7 +676,7 @@ impl Commands {
 }
 
 /// Applies events to a state by value (for freshly decided events).
-trait Tap: Aggregate {
+pub(crate) trait Tap: Aggregate {
     fn tap(mut self, events: &[Self::Event]) -> Self {
         for e in events {
             self.evolve(e);

@@ -9,6 +9,7 @@ pub mod auth;
 mod cache;
 mod error;
 mod handlers;
+mod permissions;
 mod voice;
 
 use std::sync::Arc;
