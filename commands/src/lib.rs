@@ -9,6 +9,7 @@ pub mod auth;
 mod cache;
 mod error;
 mod handlers;
+mod moderation;
 mod permissions;
 mod voice;
 
@@ -19,6 +20,7 @@ use store::{Actor, DynStore, Metadata, NewEvent};
 
 pub use error::CommandError;
 pub use handlers::{ChannelSpec, InviteSpec, Registered, SentMessage};
+pub use moderation::{Banned, ChannelEdit, MemberEdit, RoleEdit, RoleSpec};
 pub use voice::VoiceOutcome;
 
 /// Who is acting, and why: becomes every event's metadata.
