@@ -1,1 +1,216 @@
-fn main() {}
+//! SFU forwarding capacity: rooms x participants, every participant sending one 50
+//! packets/s Opus-sized stream over real UDP on 127.0.0.1 (ICE, DTLS, SRTP), receiving
+//! everyone else's. Reports forwarded streams, the SFU thread's CPU, streams per core and
+//! loss, as the median of several runs per shape.
+//!
+//! `cargo bench -p voice --bench forwarding` (optionally `-- ROOMSxPARTICIPANTS ...`,
+//! `CHORUS_BENCH_SECS`, `CHORUS_BENCH_RUNS`). The SFU runs on one thread (a current-thread
+//! runtime) so its CPU is that thread's; the client peers run on another.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use voice::client::{ClientPeer, Swarm};
+use voice::server::{VoiceConfig, VoiceHandle};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// CPU seconds (user + system) of the calling thread.
+fn thread_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// CPU seconds of the whole process.
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+struct Run {
+    streams: usize,
+    sfu_cpu: f64,
+    client_cpu: f64,
+    loss: f64,
+    out_pps: f64,
+}
+
+fn run(rooms: usize, participants: usize, secs: u64) -> Run {
+    // The SFU on its own thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = std::thread::spawn(move || {
+        rt.block_on(async {
+            let _ = stop_rx.await;
+        })
+    });
+    // Start the server from inside the SFU thread's runtime, so its task runs there.
+    let voice = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let v = VoiceHandle::start(VoiceConfig::new((LOCALHOST, 0).into())).await;
+            let _ = tx.send(v);
+        });
+        rx.recv().unwrap().expect("voice server")
+    };
+    let cpu_on_server = |h: &tokio::runtime::Handle| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        h.spawn(async move {
+            let _ = tx.send(thread_cpu());
+        });
+        rx.recv().unwrap()
+    };
+
+    let mut peers = Vec::new();
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for r in 0..rooms {
+        for p in 0..participants {
+            let user = (r * 1000 + p + 1) as u64;
+            let (mut peer, offer) = ClientPeer::new(user, LOCALHOST, participants - 1).unwrap();
+            let answer = client_rt
+                .block_on(voice.join(r as u64 + 1, user, offer))
+                .unwrap()
+                .unwrap();
+            peer.accept_answer(&answer).unwrap();
+            peers.push(peer);
+        }
+    }
+    let swarm = Swarm::start_with_tick(peers, Duration::from_millis(4));
+    let ready = swarm.wait_until(Duration::from_secs(60), |peers| {
+        peers.iter().all(|p| p.heard().len() == participants - 1)
+    });
+    assert!(ready, "not every peer hears every other peer");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let snapshot = |swarm: &Swarm| -> (u64, u64) {
+        let peers = swarm.peers();
+        let sent: u64 = peers.iter().map(|p| p.sent).sum();
+        let received: u64 = peers
+            .iter()
+            .map(|p| p.received.values().map(|r| r.frames).sum::<u64>())
+            .sum();
+        (sent, received)
+    };
+    let (sent0, recv0) = snapshot(&swarm);
+    let sfu0 = cpu_on_server(&handle);
+    let proc0 = process_cpu();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let sfu1 = cpu_on_server(&handle);
+    let proc1 = process_cpu();
+    let wall = t0.elapsed().as_secs_f64();
+    let (sent1, _) = snapshot(&swarm);
+    // Stop sending, let what is in flight arrive.
+    for p in swarm.peers().iter_mut() {
+        p.sending = false;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (sent2, recv2) = snapshot(&swarm);
+    if std::env::var("CHORUS_BENCH_DEBUG").is_ok() {
+        let mut produced = 0;
+        let mut forwarded = 0;
+        for r in 0..rooms {
+            for p in client_rt.block_on(voice.inspect(r as u64 + 1)).unwrap() {
+                produced += p.produced;
+                forwarded += p.consumers.iter().map(|c| c.2).sum::<u64>();
+            }
+        }
+        let sent: u64 = swarm.peers().iter().map(|p| p.sent).sum();
+        let recv: u64 = swarm
+            .peers()
+            .iter()
+            .map(|p| p.received.values().map(|r| r.frames).sum::<u64>())
+            .sum();
+        eprintln!("debug: sent {sent}, produced at SFU {produced}, forwarded {forwarded}, received {recv}");
+    }
+    let expected = (sent2 - sent0) * (participants as u64 - 1);
+    let received = recv2 - recv0;
+    let loss = 1.0 - received as f64 / expected as f64;
+    let sfu_cpu = (sfu1 - sfu0) / wall;
+    let client_cpu = ((proc1 - proc0) - (sfu1 - sfu0)) / wall;
+    drop(swarm);
+    let _ = stop_tx.send(());
+    let _ = server_thread.join();
+    Run {
+        streams: rooms * participants * (participants - 1),
+        sfu_cpu,
+        client_cpu,
+        loss: loss.max(0.0),
+        out_pps: (sent1 - sent0) as f64 * (participants as f64 - 1.0) / wall,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // Built and run by `cargo test --all-targets`: nothing to measure.
+        return;
+    }
+    let shapes: Vec<(usize, usize)> = {
+        let given: Vec<(usize, usize)> = args
+            .iter()
+            .filter_map(|a| a.split_once('x'))
+            .filter_map(|(r, p)| Some((r.parse().ok()?, p.parse().ok()?)))
+            .collect();
+        if given.is_empty() {
+            vec![(10, 5), (10, 10), (5, 20), (8, 20)]
+        } else {
+            given
+        }
+    };
+    let secs: u64 = std::env::var("CHORUS_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let runs: usize = std::env::var("CHORUS_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!("voice forwarding: {secs} s per run, median of {runs} runs, 50 packets/s per stream, 60-byte frames");
+    println!(
+        "{:>14} {:>9} {:>10} {:>9} {:>12} {:>11} {:>8}",
+        "rooms x users", "streams", "out pkt/s", "SFU CPU", "streams/core", "client CPU", "loss"
+    );
+    for (rooms, participants) in shapes {
+        let results: Vec<Run> = (0..runs).map(|_| run(rooms, participants, secs)).collect();
+        let streams = results[0].streams;
+        let cpu = median(results.iter().map(|r| r.sfu_cpu).collect());
+        let client = median(results.iter().map(|r| r.client_cpu).collect());
+        let loss = median(results.iter().map(|r| r.loss).collect());
+        let pps = median(results.iter().map(|r| r.out_pps).collect());
+        let per_core = median(
+            results
+                .iter()
+                .map(|r| r.streams as f64 / r.sfu_cpu.max(1e-9))
+                .collect(),
+        );
+        println!(
+            "{:>14} {:>9} {:>10.0} {:>8.1}% {:>12.0} {:>10.1}% {:>7.2}%",
+            format!("{rooms} x {participants}"),
+            streams,
+            pps,
+            cpu * 100.0,
+            per_core,
+            client * 100.0,
+            loss * 100.0
+        );
+    }
+}

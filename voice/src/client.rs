@@ -60,8 +60,7 @@ impl ClientPeer {
     /// A peer on a fresh UDP socket at `ip`, with `slots` receive m-lines; returns it and
     /// its SDP offer.
     pub fn new(user: u64, ip: IpAddr, slots: usize) -> io::Result<(ClientPeer, String)> {
-        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        socket.set_nonblocking(true)?;
+        let socket: UdpSocket = crate::server::bind_udp(SocketAddr::new(ip, 0))?;
         let local = socket.local_addr()?;
         let now = Instant::now();
         let mut rtc = RtcConfig::new()
@@ -151,7 +150,13 @@ impl ClientPeer {
         }
         if self.connected && self.sending && self.next_send.is_none_or(|t| t <= now) {
             self.send_frame(now);
-            self.next_send = Some(self.next_send.map_or(now, |t| t) + Duration::from_millis(20));
+            // A real sender does not catch up on frames it missed: at most one late frame.
+            let next = self.next_send.map_or(now, |t| t) + Duration::from_millis(20);
+            self.next_send = Some(if next < now {
+                now + Duration::from_millis(20)
+            } else {
+                next
+            });
         }
         let mut wake = now + Duration::from_millis(20);
         loop {
@@ -227,8 +232,14 @@ pub struct Swarm {
 }
 
 impl Swarm {
-    /// Start driving `peers`.
+    /// Start driving `peers`, waking at most every 2 ms.
     pub fn start(peers: Vec<ClientPeer>) -> Swarm {
+        Swarm::start_with_tick(peers, Duration::from_millis(2))
+    }
+
+    /// Start driving `peers`, waking at most every `tick` (a longer tick costs less CPU
+    /// with many peers).
+    pub fn start_with_tick(peers: Vec<ClientPeer>, tick: Duration) -> Swarm {
         let peers = Arc::new(Mutex::new(peers));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (peers.clone(), stop.clone());
@@ -241,7 +252,7 @@ impl Swarm {
                 }
                 let sleep = wake
                     .saturating_duration_since(Instant::now())
-                    .clamp(Duration::from_micros(500), Duration::from_millis(2));
+                    .clamp(tick / 4, tick);
                 std::thread::sleep(sleep);
             }
         });

@@ -95,7 +95,7 @@ pub struct Stopped;
 impl VoiceHandle {
     /// Bind the UDP socket and start the SFU task on the current runtime.
     pub async fn start(config: VoiceConfig) -> io::Result<VoiceHandle> {
-        let socket = UdpSocket::bind(config.listen).await?;
+        let socket = UdpSocket::from_std(bind_udp(config.listen)?)?;
         let local_addr = socket.local_addr()?;
         let mut announced = config.announced.unwrap_or(local_addr);
         if announced.ip().is_unspecified() {
@@ -181,6 +181,19 @@ impl VoiceHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<SfuEvent> {
         self.events.subscribe()
     }
+}
+
+/// A non-blocking UDP socket with 4 MiB buffers (capped by `net.core.rmem_max` and
+/// `wmem_max`): one socket carries every participant's media, and a burst while the task
+/// is descheduled must not overflow the kernel's default ~200 KiB.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 fn inspect(sfu: &Sfu, room: RoomId) -> Vec<ParticipantInfo> {

@@ -201,6 +201,7 @@ pub struct WebRtcTransport {
     last_seen: Instant,
     next_timeout: Instant,
     addrs: Vec<SocketAddr>,
+    queued: bool,
 }
 
 impl WebRtcTransport {
@@ -248,6 +249,8 @@ pub struct Sfu {
     scratch_frames: Vec<MediaData>,
     scratch_targets: Vec<(TransportId, usize)>,
     worklist: Vec<TransportId>,
+    pending: Vec<TransportId>,
+    last_now: Instant,
 }
 
 /// How often eviction and speaking hangovers are checked.
@@ -270,6 +273,8 @@ impl Sfu {
             scratch_frames: Vec::new(),
             scratch_targets: Vec::new(),
             worklist: Vec::new(),
+            pending: Vec::new(),
+            last_now: now,
         }
     }
 
@@ -347,6 +352,7 @@ impl Sfu {
             last_seen: now,
             next_timeout: now,
             addrs: Vec::new(),
+            queued: false,
         };
         self.transports.insert(id, transport);
         self.by_ufrag.insert(ufrag, id);
@@ -473,12 +479,17 @@ impl Sfu {
             tracing::debug!(room = t.room, user = t.user, error = %e, "voice transport failed");
             t.rtc.disconnect();
         }
-        self.drain(id, now);
+        self.last_now = now;
+        if !t.queued {
+            t.queued = true;
+            self.pending.push(id);
+        }
     }
 
     /// Time passed: drive every transport whose timer is due, evict the dead and the silent,
     /// and end speaking after the hangover.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.flush();
         if now < self.next_wake {
             return;
         }
@@ -518,11 +529,13 @@ impl Sfu {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.flush();
         self.transmits.pop_front()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.flush();
         self.events.pop_front()
     }
 
@@ -655,9 +668,31 @@ impl Sfu {
     /// Poll `start` until it has nothing more, forwarding its media into the other
     /// transports, and poll those in turn.
     fn drain(&mut self, start: TransportId, now: Instant) {
+        self.drain_list(&[start], now);
+    }
+
+    /// Poll every transport that received input since the last flush, once each: a batch
+    /// of datagrams costs one poll per transport, not one per datagram.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.pending);
+        for id in &ids {
+            if let Some(t) = self.transports.get_mut(id) {
+                t.queued = false;
+            }
+        }
+        self.drain_list(&ids, self.last_now);
+        let mut ids = ids;
+        ids.clear();
+        self.pending = ids;
+    }
+
+    fn drain_list(&mut self, start: &[TransportId], now: Instant) {
         let mut work = std::mem::take(&mut self.worklist);
         work.clear();
-        work.push(start);
+        work.extend_from_slice(start);
         while let Some(id) = work.pop() {
             let mut frames = std::mem::take(&mut self.scratch_frames);
             frames.clear();
