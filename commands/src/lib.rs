@@ -5,6 +5,7 @@
 //! before every decision (one indexed read of the events after the cached revision), so a
 //! command always decides on every event committed before it, on any node.
 
+mod applications;
 pub mod auth;
 mod cache;
 mod error;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use domain::SnowflakeGenerator;
 use store::{Actor, DynStore, Metadata, NewEvent};
 
+pub use applications::BotToken;
 pub use error::CommandError;
 pub use handlers::{ChannelSpec, InviteSpec, Registered, SentMessage};
 pub use moderation::{Banned, ChannelEdit, MemberEdit, RoleEdit, RoleSpec};
