@@ -71,6 +71,16 @@ impl Commands {
         Ok(loaded)
     }
 
+    /// An application's current state, read from its stream (`None` if there is none).
+    /// A bot's application has the bot's id.
+    pub async fn application(
+        &self,
+        id: ApplicationId,
+    ) -> Result<Option<ApplicationState>, CommandError> {
+        let loaded = self.load_application(id).await?;
+        Ok(loaded.state.exists().then_some(loaded.state))
+    }
+
     /// Creates an application owned by the actor.
     #[tracing::instrument(skip(self, ctx), fields(actor = %ctx.actor))]
     pub async fn create_application(

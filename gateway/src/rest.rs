@@ -20,6 +20,8 @@ use crate::extract::{path_id, Auth, Body, Meta};
 use crate::{json_body, AppState};
 use projections::queries;
 
+mod applications;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
@@ -45,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/invites/{code}", get(get_invite).post(accept_invite))
         .route("/gateway", get(gateway))
         .route("/gateway/bot", get(gateway_bot))
+        .merge(applications::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }
 
