@@ -37,7 +37,7 @@ mod writer;
 
 pub use db::{Dialect, ReadDb};
 pub use error::{Error, Result};
-pub use publisher::render_envelopes;
+pub use publisher::{render_envelopes, AUDIT_STREAM_SUFFIX};
 pub use rebuild::{rebuild, status, ProjectionStatus, RebuildReport};
 pub use runner::Projections;
 

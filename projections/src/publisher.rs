@@ -243,7 +243,44 @@ impl Renderer {
                 Vec::new()
             }
         };
+        let mut out = out;
+        if AUDITED.contains(&e.event_type.as_str()) {
+            if let Some(g) = out.first().and_then(|o| o.envelope.guild_id) {
+                out.extend(self.audit(conn, e, g).await?);
+            }
+        }
         Ok(out)
+    }
+
+    /// `GUILD_AUDIT_LOG_ENTRY_CREATE` for each audit entry the event recorded. Only
+    /// sessions whose user has VIEW_AUDIT_LOG may receive them (the gateway filters by
+    /// the dispatch name).
+    async fn audit(
+        &mut self,
+        conn: &mut AnyConnection,
+        e: &RecordedEvent,
+        g: u64,
+    ) -> Result<Vec<Outgoing>> {
+        let Some(guild_id) = domain::Id::new_checked(g) else {
+            return Ok(Vec::new());
+        };
+        let at = to_i64(domain::timefmt::unix_ms(e.metadata.occurred_at));
+        let entries = queries::audit_entries_at(conn, guild_id, at, e.position).await?;
+        Ok(entries
+            .into_iter()
+            .enumerate()
+            .map(|(k, entry)| {
+                let data = to_json(&crate::wire::GuildAuditLogEntryCreate { entry, guild_id });
+                let mut env = envelope(e, Some("GUILD_AUDIT_LOG_ENTRY_CREATE"), data);
+                env.stream_id = format!("{}{AUDIT_STREAM_SUFFIX}", e.stream_id);
+                env.revision = e.revision * 2 + k as u64;
+                env.guild_id = Some(g);
+                Outgoing {
+                    subject: subjects::guild(g, "guild_audit_log_entry_create"),
+                    envelope: env,
+                }
+            })
+            .collect())
     }
 
     fn plain_user(&self, e: &RecordedEvent, user_id: UserId) -> Outgoing {
@@ -316,8 +353,105 @@ impl Renderer {
                 }
                 out
             }
-            // Events without a dispatch yet still go out, so gateways see every
-            // revision of the stream and detect gaps.
+            GuildEvent::RoleCreated { role } | GuildEvent::RoleUpdated { role } => {
+                let dispatch = if e.event_type == "RoleCreated" {
+                    "GUILD_ROLE_CREATE"
+                } else {
+                    "GUILD_ROLE_UPDATE"
+                };
+                let row = crate::rows::RoleRow {
+                    guild_id,
+                    id: role.id,
+                    name: role.name.as_str().to_owned(),
+                    color: i64::from(role.color),
+                    hoist: role.hoist,
+                    position: i64::from(role.position),
+                    permissions: role.permissions.bits(),
+                    managed: role.managed,
+                    mentionable: role.mentionable,
+                };
+                let data = to_json(&crate::wire::GuildRole {
+                    guild_id,
+                    role: render::role(&row),
+                });
+                vec![guild_out(e, g, dispatch, data)]
+            }
+            GuildEvent::RoleDeleted { role_id } => {
+                let data = to_json(&crate::wire::GuildRoleDelete { guild_id, role_id });
+                vec![guild_out(e, g, "GUILD_ROLE_DELETE", data)]
+            }
+            GuildEvent::MemberUpdated {
+                user_id,
+                nick,
+                roles,
+                communication_disabled_until_ms,
+                mute,
+                deaf,
+            } => {
+                let user = self.user(conn, user_id).await?;
+                let joined_at = queries::member_row(conn, guild_id, user_id)
+                    .await?
+                    .map_or(0, |m| m.joined_at);
+                let mut roles = roles;
+                roles.sort();
+                let row = crate::rows::MemberRow {
+                    guild_id,
+                    user_id,
+                    joined_at,
+                    nick: nick.map(|n| n.into_string()),
+                    communication_disabled_until: communication_disabled_until_ms.map(to_i64),
+                    mute,
+                    deaf,
+                    roles,
+                };
+                let data = to_json(&crate::wire::GuildMemberUpdate {
+                    member: render::member(&row, user.as_ref()),
+                    guild_id,
+                });
+                let mut out = guild_out(e, g, "GUILD_MEMBER_UPDATE", data);
+                out.envelope.user_ids = vec![user_id.get()];
+                vec![out]
+            }
+            GuildEvent::MemberRemoved { user_id, .. }
+            | GuildEvent::MemberBanned { user_id, .. }
+            | GuildEvent::MemberUnbanned { user_id } => {
+                let dispatch = match e.event_type.as_str() {
+                    "MemberRemoved" => "GUILD_MEMBER_REMOVE",
+                    "MemberBanned" => "GUILD_BAN_ADD",
+                    _ => "GUILD_BAN_REMOVE",
+                };
+                let user = self.user(conn, user_id).await?;
+                let data = match user {
+                    Some(u) => to_json(&crate::wire::GuildUser {
+                        guild_id,
+                        user: render::user(&u),
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                let mut out = guild_out(e, g, dispatch, data);
+                out.envelope.user_ids = vec![user_id.get()];
+                vec![out]
+            }
+            GuildEvent::ChannelUpdated { channel_id, .. }
+            | GuildEvent::ChannelDeleted { channel_id }
+            | GuildEvent::ChannelOverwriteSet { channel_id, .. }
+            | GuildEvent::ChannelOverwriteDeleted { channel_id, .. } => {
+                let dispatch = if e.event_type == "ChannelDeleted" {
+                    "CHANNEL_DELETE"
+                } else {
+                    "CHANNEL_UPDATE"
+                };
+                let data = match queries::channel_row(conn, channel_id).await? {
+                    Some(row) => to_json(&queries::render_channel(conn, &row).await?),
+                    None => serde_json::Value::Null,
+                };
+                let mut out = guild_out(e, g, dispatch, data);
+                out.envelope.channel_id = Some(channel_id.get());
+                vec![out]
+            }
+            // Events without a dispatch still go out, so gateways see every revision
+            // of the stream and detect gaps. (RolesReordered: Discord sends one
+            // GUILD_ROLE_UPDATE per moved role; an envelope carries one dispatch.)
             _ => {
                 let mut env = envelope(e, None, serde_json::Value::Null);
                 env.guild_id = Some(g);
@@ -479,6 +613,40 @@ impl Renderer {
         }])
     }
 }
+
+/// A guild dispatch on the guild's subject.
+fn guild_out(e: &RecordedEvent, g: u64, dispatch: &str, data: serde_json::Value) -> Outgoing {
+    let mut env = envelope(e, Some(dispatch), data);
+    env.guild_id = Some(g);
+    Outgoing {
+        subject: subjects::guild(g, &dispatch.to_ascii_lowercase()),
+        envelope: env,
+    }
+}
+
+/// The event types that may record audit log entries.
+const AUDITED: &[&str] = &[
+    "ChannelCreated",
+    "RoleCreated",
+    "RoleUpdated",
+    "RoleDeleted",
+    "MemberUpdated",
+    "MemberRemoved",
+    "MemberBanned",
+    "MemberUnbanned",
+    "ChannelUpdated",
+    "ChannelDeleted",
+    "ChannelOverwriteSet",
+    "ChannelOverwriteDeleted",
+    "InviteCreated",
+    "MessageDeleted",
+];
+
+/// The suffix of the stream id of `GUILD_AUDIT_LOG_ENTRY_CREATE` envelopes: they ride
+/// beside their event's own envelope (same position), on `{stream}#audit` with revision
+/// `2 × revision + k` (k: the event's first or second entry), so that they are neither
+/// taken for duplicates of the event's envelope nor part of its stream's revisions.
+pub const AUDIT_STREAM_SUFFIX: &str = "#audit";
 
 fn skip(e: &RecordedEvent, err: &domain::EventDecodeError) -> Vec<Outgoing> {
     match err {

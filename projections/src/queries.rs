@@ -13,7 +13,9 @@ use sqlx::Row as _;
 
 use crate::db::to_i64;
 use crate::render;
-use crate::rows::{self, ChannelRow, GuildRow, InviteRow, MemberRow, MessageRow, UserRow};
+use crate::rows::{
+    self, AuditRow, ChannelRow, GuildRow, InviteRow, MemberRow, MessageRow, RoleRow, UserRow,
+};
 use crate::wire;
 use crate::{ReadDb, Result};
 
@@ -89,7 +91,83 @@ pub(crate) async fn member_row(
     .bind(id_param(user))
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.as_ref().map(MemberRow::decode).transpose()?)
+    let Some(mut m) = row.as_ref().map(MemberRow::decode).transpose()? else {
+        return Ok(None);
+    };
+    m.roles = member_roles(conn, guild, user).await?;
+    Ok(Some(m))
+}
+
+/// A member's roles (never @everyone), by id.
+pub(crate) async fn member_roles(
+    conn: &mut AnyConnection,
+    guild: GuildId,
+    user: UserId,
+) -> Result<Vec<domain::RoleId>> {
+    let rows = sqlx::query(
+        "SELECT role_id FROM member_roles WHERE guild_id = $1 AND user_id = $2 ORDER BY role_id",
+    )
+    .bind(id_param(guild))
+    .bind(id_param(user))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| rows::id(r, "role_id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// A guild's roles, lowest first (position, then id descending as Discord ranks ties).
+pub(crate) async fn role_rows(conn: &mut AnyConnection, guild: GuildId) -> Result<Vec<RoleRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM roles WHERE guild_id = $1 ORDER BY position, id DESC",
+        RoleRow::COLUMNS
+    ))
+    .bind(id_param(guild))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().map(RoleRow::decode).collect::<Result<_, _>>()?)
+}
+
+/// One role of a guild.
+pub(crate) async fn role_row(
+    conn: &mut AnyConnection,
+    guild: GuildId,
+    role: domain::RoleId,
+) -> Result<Option<RoleRow>> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM roles WHERE guild_id = $1 AND id = $2",
+        RoleRow::COLUMNS
+    ))
+    .bind(id_param(guild))
+    .bind(id_param(role))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(RoleRow::decode).transpose()?)
+}
+
+/// A channel rendered with its overwrites resolved (a synced channel shows its
+/// category's).
+pub(crate) async fn render_channel(
+    conn: &mut AnyConnection,
+    row: &ChannelRow,
+) -> Result<wire::Channel> {
+    let parent = match (row.permission_synced, row.parent_id) {
+        (true, Some(p)) => channel_row(conn, p).await?.map(|p| p.permission_overwrites),
+        _ => None,
+    };
+    Ok(render::channel_in(row, parent.as_deref()))
+}
+
+/// Channels rendered together (parents looked up among them).
+fn render_channels(rows: &[ChannelRow]) -> Vec<wire::Channel> {
+    let own: std::collections::HashMap<ChannelId, &str> = rows
+        .iter()
+        .map(|r| (r.id, r.permission_overwrites.as_str()))
+        .collect();
+    rows.iter()
+        .map(|r| render::channel_in(r, r.parent_id.and_then(|p| own.get(&p).copied())))
+        .collect()
 }
 
 pub(crate) async fn invite_row(conn: &mut AnyConnection, code: &str) -> Result<Option<InviteRow>> {
@@ -129,7 +207,8 @@ async fn member_count(conn: &mut AnyConnection, guild: GuildId) -> Result<u64> {
 
 async fn channel_rows(conn: &mut AnyConnection, guild: GuildId) -> Result<Vec<ChannelRow>> {
     let rows = sqlx::query(&format!(
-        "SELECT {} FROM channels WHERE guild_id = $1 ORDER BY position, id",
+        "SELECT {} FROM channels WHERE guild_id = $1 AND deleted_at IS NULL \
+         ORDER BY position, id",
         ChannelRow::COLUMNS
     ))
     .bind(id_param(guild))
@@ -161,13 +240,10 @@ pub(crate) async fn guild_create_on(
     } else {
         members_with_users(conn, guild_id).await?
     };
-    let channels = channel_rows(conn, guild_id)
-        .await?
-        .iter()
-        .map(render::channel)
-        .collect();
+    let channels = render_channels(&channel_rows(conn, guild_id).await?);
+    let roles = role_rows(conn, guild_id).await?;
     Ok(Some(wire::GuildCreate {
-        guild: render::guild(&guild),
+        guild: render::guild_with_roles(&guild, &roles),
         unavailable: false,
         joined_at: render::ts(me.joined_at),
         large,
@@ -187,18 +263,48 @@ async fn members_with_users(
     conn: &mut AnyConnection,
     guild_id: GuildId,
 ) -> Result<Vec<wire::Member>> {
+    member_page(conn, guild_id, None, i64::MAX).await
+}
+
+/// Members with their users and roles, by user id, after `after`, at most `limit`.
+async fn member_page(
+    conn: &mut AnyConnection,
+    guild_id: GuildId,
+    after: Option<UserId>,
+    limit: i64,
+) -> Result<Vec<wire::Member>> {
     let rows = sqlx::query(
         "SELECT mb.guild_id, mb.user_id, mb.joined_at, mb.nick, \
+         mb.communication_disabled_until, mb.mute, mb.deaf, \
          u.id AS id, u.username AS username, u.bot AS bot, u.created_at AS created_at \
          FROM members mb JOIN users u ON u.id = mb.user_id \
-         WHERE mb.guild_id = $1 ORDER BY mb.user_id",
+         WHERE mb.guild_id = $1 AND mb.user_id > $2 ORDER BY mb.user_id LIMIT $3",
     )
     .bind(id_param(guild_id))
+    .bind(after.map_or(0, id_param))
+    .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
+    let role_rows = sqlx::query(
+        "SELECT user_id, role_id FROM member_roles WHERE guild_id = $1 AND user_id > $2 \
+         ORDER BY user_id, role_id",
+    )
+    .bind(id_param(guild_id))
+    .bind(after.map_or(0, id_param))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut roles: std::collections::HashMap<UserId, Vec<domain::RoleId>> =
+        std::collections::HashMap::new();
+    for r in &role_rows {
+        roles
+            .entry(rows::id(r, "user_id")?)
+            .or_default()
+            .push(rows::id(r, "role_id")?);
+    }
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        let m = MemberRow::decode(row)?;
+        let mut m = MemberRow::decode(row)?;
+        m.roles = roles.remove(&m.user_id).unwrap_or_default();
         let u = UserRow::decode(row)?;
         out.push(render::member(&m, Some(&u)));
     }
@@ -265,7 +371,11 @@ pub async fn user_guilds(db: &ReadDb, user_id: UserId) -> Result<Vec<wire::Parti
 #[tracing::instrument(skip(db))]
 pub async fn guild(db: &ReadDb, id: GuildId) -> Result<Option<wire::Guild>> {
     let mut conn = db.pool.acquire().await?;
-    Ok(guild_row(&mut conn, id).await?.as_ref().map(render::guild))
+    let Some(g) = guild_row(&mut conn, id).await? else {
+        return Ok(None);
+    };
+    let roles = role_rows(&mut conn, id).await?;
+    Ok(Some(render::guild_with_roles(&g, &roles)))
 }
 
 /// The `GUILD_CREATE` payload a member's session receives; `None` if the guild does not
@@ -284,21 +394,20 @@ pub async fn guild_create_payload(
 #[tracing::instrument(skip(db))]
 pub async fn guild_channels(db: &ReadDb, guild_id: GuildId) -> Result<Vec<wire::Channel>> {
     let mut conn = db.pool.acquire().await?;
-    Ok(channel_rows(&mut conn, guild_id)
-        .await?
-        .iter()
-        .map(render::channel)
-        .collect())
+    Ok(render_channels(&channel_rows(&mut conn, guild_id).await?))
 }
 
 /// A channel.
 #[tracing::instrument(skip(db))]
 pub async fn channel(db: &ReadDb, id: ChannelId) -> Result<Option<wire::Channel>> {
     let mut conn = db.pool.acquire().await?;
-    Ok(channel_row(&mut conn, id)
+    let Some(row) = channel_row(&mut conn, id)
         .await?
-        .as_ref()
-        .map(render::channel))
+        .filter(|c| c.deleted_at.is_none())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(render_channel(&mut conn, &row).await?))
 }
 
 /// Whether `user_id` is a member of `guild_id`.
@@ -362,6 +471,10 @@ fn decode_joined_message(row: &AnyRow) -> Result<wire::Message> {
             user_id: m.author_id,
             joined_at,
             nick: rows::opt_text(row, "member_nick")?,
+            communication_disabled_until: None,
+            mute: false,
+            deaf: false,
+            roles: Vec::new(),
         }),
         _ => None,
     };
@@ -511,4 +624,210 @@ pub async fn invite_at(
         // Presence lives in the gateways' sessions, not in the read models.
         approximate_presence_count: counts.map(|_| 0),
     }))
+}
+
+// ---- moderation ----
+
+/// A guild's roles, lowest first (`GET /guilds/{id}/roles`).
+#[tracing::instrument(skip(db))]
+pub async fn roles(db: &ReadDb, guild_id: GuildId) -> Result<Vec<wire::Role>> {
+    let mut conn = db.pool.acquire().await?;
+    Ok(role_rows(&mut conn, guild_id)
+        .await?
+        .iter()
+        .map(render::role)
+        .collect())
+}
+
+/// One role of a guild.
+#[tracing::instrument(skip(db))]
+pub async fn role(
+    db: &ReadDb,
+    guild_id: GuildId,
+    role_id: domain::RoleId,
+) -> Result<Option<wire::Role>> {
+    let mut conn = db.pool.acquire().await?;
+    Ok(role_row(&mut conn, guild_id, role_id)
+        .await?
+        .as_ref()
+        .map(render::role))
+}
+
+/// A page of a guild's members by user id (`GET /guilds/{id}/members`): those after
+/// `after`, at most `limit` (clamped to 1-1000).
+#[tracing::instrument(skip(db))]
+pub async fn members(
+    db: &ReadDb,
+    guild_id: GuildId,
+    after: Option<UserId>,
+    limit: u32,
+) -> Result<Vec<wire::Member>> {
+    let mut conn = db.pool.acquire().await?;
+    member_page(&mut conn, guild_id, after, i64::from(limit.clamp(1, 1000))).await
+}
+
+const BAN_SELECT: &str = "SELECT b.user_id, b.reason, u.username AS username, u.bot AS bot, \
+     u.created_at AS created_at FROM bans b LEFT JOIN users u ON u.id = b.user_id";
+
+fn decode_ban(row: &AnyRow) -> Result<wire::Ban> {
+    let user_id: UserId = rows::id(row, "user_id")?;
+    let user = UserRow {
+        id: user_id,
+        username: rows::opt_text(row, "username")?.unwrap_or_else(|| "deleted_user".into()),
+        bot: rows::opt_int(row, "bot")?.unwrap_or(0) != 0,
+        created_at: rows::opt_int(row, "created_at")?.unwrap_or(0),
+    };
+    Ok(wire::Ban {
+        reason: rows::opt_text(row, "reason")?,
+        user: render::user(&user),
+    })
+}
+
+/// A guild's bans by user id (`GET /guilds/{id}/bans`): `after` / `before` a user id,
+/// at most `limit` (clamped to 1-1000).
+#[tracing::instrument(skip(db))]
+pub async fn bans(
+    db: &ReadDb,
+    guild_id: GuildId,
+    before: Option<UserId>,
+    after: Option<UserId>,
+    limit: u32,
+) -> Result<Vec<wire::Ban>> {
+    let mut conn = db.pool.acquire().await?;
+    let (cond, order, anchor) = match (before, after) {
+        (Some(b), _) => ("<", "DESC", id_param(b)),
+        (None, Some(a)) => (">", "ASC", id_param(a)),
+        (None, None) => (">", "ASC", 0),
+    };
+    let rows = sqlx::query(&format!(
+        "{BAN_SELECT} WHERE b.guild_id = $1 AND b.user_id {cond} $2 ORDER BY b.user_id {order} LIMIT $3"
+    ))
+    .bind(id_param(guild_id))
+    .bind(anchor)
+    .bind(i64::from(limit.clamp(1, 1000)))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: Vec<wire::Ban> = rows.iter().map(decode_ban).collect::<Result<_>>()?;
+    if before.is_some() {
+        out.reverse();
+    }
+    Ok(out)
+}
+
+/// One ban.
+#[tracing::instrument(skip(db))]
+pub async fn ban(db: &ReadDb, guild_id: GuildId, user_id: UserId) -> Result<Option<wire::Ban>> {
+    let mut conn = db.pool.acquire().await?;
+    let row = sqlx::query(&format!(
+        "{BAN_SELECT} WHERE b.guild_id = $1 AND b.user_id = $2"
+    ))
+    .bind(id_param(guild_id))
+    .bind(id_param(user_id))
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(decode_ban).transpose()
+}
+
+/// Filters of `GET /guilds/{id}/audit-logs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Entries by this user.
+    pub user_id: Option<UserId>,
+    /// Entries of this action type.
+    pub action_type: Option<u16>,
+    /// Entries with a lower id (newest first).
+    pub before: Option<u64>,
+    /// Entries with a higher id (oldest first after it; returned newest first).
+    pub after: Option<u64>,
+    /// 1-100 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// A guild's audit log, newest first, with the users it mentions.
+#[tracing::instrument(skip(db))]
+pub async fn audit_log(
+    db: &ReadDb,
+    guild_id: GuildId,
+    filter: AuditFilter,
+) -> Result<wire::AuditLog> {
+    let mut conn = db.pool.acquire().await?;
+    let limit = i64::from(filter.limit.unwrap_or(50).clamp(1, 100));
+    let (cond, order, anchor) = match (filter.before, filter.after) {
+        (Some(b), _) => ("<", "DESC", to_i64(b)),
+        (None, Some(a)) => (">", "ASC", to_i64(a)),
+        (None, None) => ("<", "DESC", i64::MAX),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM audit_log WHERE guild_id = $1 AND id {cond} $2 \
+         AND ($3 = 0 OR user_id = $3) AND ($4 = 0 OR action_type = $4) \
+         ORDER BY id {order} LIMIT $5",
+        AuditRow::COLUMNS
+    ))
+    .bind(id_param(guild_id))
+    .bind(anchor)
+    .bind(filter.user_id.map_or(0, id_param))
+    .bind(i64::from(filter.action_type.unwrap_or(0)))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut entries: Vec<AuditRow> = rows
+        .iter()
+        .map(AuditRow::decode)
+        .collect::<Result<_, _>>()?;
+    if order == "ASC" {
+        entries.reverse();
+    }
+    let mut user_ids: Vec<UserId> = Vec::new();
+    for e in &entries {
+        if let Some(u) = e.user_id {
+            user_ids.push(u);
+        }
+        if matches!(e.action_type, 20..=25 | 72) {
+            if let Some(t) = e.target_id.and_then(rows::checked_id) {
+                user_ids.push(t);
+            }
+        }
+    }
+    user_ids.sort();
+    user_ids.dedup();
+    let mut users = Vec::with_capacity(user_ids.len());
+    for u in user_ids {
+        if let Some(row) = user_row(&mut conn, u).await? {
+            users.push(render::user(&row));
+        }
+    }
+    Ok(wire::AuditLog {
+        audit_log_entries: entries.iter().map(render::audit_entry).collect(),
+        users,
+        integrations: Vec::new(),
+        webhooks: Vec::new(),
+        guild_scheduled_events: Vec::new(),
+        threads: Vec::new(),
+        application_commands: Vec::new(),
+        auto_moderation_rules: Vec::new(),
+    })
+}
+
+/// A guild's audit entries at global log `position` (what one event recorded).
+pub(crate) async fn audit_entries_at(
+    conn: &mut AnyConnection,
+    guild_id: GuildId,
+    at_ms: i64,
+    position: u64,
+) -> Result<Vec<wire::AuditLogEntry>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM audit_log WHERE guild_id = $1 AND id >= $2 AND id <= $3 \
+         AND position = $4 ORDER BY id",
+        AuditRow::COLUMNS
+    ))
+    .bind(id_param(guild_id))
+    .bind(crate::writer::entry_id(at_ms, position, 0))
+    .bind(crate::writer::entry_id(at_ms, position, 1))
+    .bind(to_i64(position))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AuditRow::decode(r).map(|a| render::audit_entry(&a)))
+        .collect::<Result<_, _>>()?)
 }

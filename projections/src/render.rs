@@ -3,7 +3,9 @@
 use domain::timefmt::discord_ms;
 
 use crate::db::to_u64;
-use crate::rows::{ChannelRow, GuildRow, InviteRow, MemberRow, MessageRow, UserRow};
+use crate::rows::{
+    AuditRow, ChannelRow, GuildRow, InviteRow, MemberRow, MessageRow, RoleRow, UserRow,
+};
 use crate::wire;
 
 /// Discord's default member limit.
@@ -37,17 +39,47 @@ pub(crate) fn member(row: &MemberRow, with_user: Option<&UserRow>) -> wire::Memb
         user: with_user.map(user),
         nick: row.nick.clone(),
         avatar: None,
-        roles: Vec::new(),
+        roles: row.roles.clone(),
         joined_at: ts(row.joined_at),
         premium_since: None,
-        deaf: false,
-        mute: false,
+        deaf: row.deaf,
+        mute: row.mute,
         flags: 0,
         pending: false,
-        communication_disabled_until: None,
+        // As Discord: the end of the last timeout given, even once it is over (clients
+        // compare it with the time).
+        communication_disabled_until: row.communication_disabled_until.map(ts),
     }
 }
 
+/// A channel's overwrites as Discord shows them: its category's while synced with it
+/// (`parent` is the category's own list, JSON), its own otherwise.
+fn overwrites(row: &ChannelRow, parent: Option<&str>) -> Vec<wire::Overwrite> {
+    let raw = match parent {
+        Some(p) if row.permission_synced => p,
+        _ => row.permission_overwrites.as_str(),
+    };
+    let list: Vec<domain::permissions::Overwrite> = serde_json::from_str(raw).unwrap_or_default();
+    list.iter()
+        .map(|o| wire::Overwrite {
+            id: o.target.id().to_string(),
+            kind: o.target.discord_type(),
+            allow: o.allow.bits().to_string(),
+            deny: o.deny.bits().to_string(),
+        })
+        .collect()
+}
+
+/// A channel whose category's own overwrites are `parent` (JSON), if it has one.
+pub(crate) fn channel_in(row: &ChannelRow, parent: Option<&str>) -> wire::Channel {
+    wire::Channel {
+        permission_overwrites: overwrites(row, parent),
+        ..channel(row)
+    }
+}
+
+/// A channel's fields, without resolving a synced channel's overwrites (see
+/// [`channel_in`]).
 pub(crate) fn channel(row: &ChannelRow) -> wire::Channel {
     wire::Channel {
         id: row.id,
@@ -55,12 +87,12 @@ pub(crate) fn channel(row: &ChannelRow) -> wire::Channel {
         guild_id: row.guild_id,
         name: row.name.clone(),
         position: i32::try_from(row.position).unwrap_or(i32::MAX),
-        permission_overwrites: Vec::new(),
+        permission_overwrites: overwrites(row, None),
         parent_id: row.parent_id,
         topic: row.topic.clone(),
         nsfw: row.nsfw,
         last_message_id: row.last_message_id,
-        rate_limit_per_user: 0,
+        rate_limit_per_user: u32::try_from(row.rate_limit_per_user).unwrap_or(0),
         voice: (row.kind == VOICE_TYPE).then_some(wire::VoiceFields {
             bitrate: VOICE_BITRATE,
             user_limit: 0,
@@ -129,6 +161,53 @@ pub(crate) fn everyone_role(row: &GuildRow) -> wire::Role {
         mentionable: false,
         flags: 0,
     }
+}
+
+pub(crate) fn role(row: &RoleRow) -> wire::Role {
+    let color = u32::try_from(row.color).unwrap_or(0);
+    wire::Role {
+        id: row.id,
+        name: row.name.clone(),
+        color,
+        colors: wire::RoleColors {
+            primary_color: color,
+            secondary_color: None,
+            tertiary_color: None,
+        },
+        hoist: row.hoist,
+        icon: None,
+        unicode_emoji: None,
+        position: i32::try_from(row.position).unwrap_or(0),
+        permissions: row.permissions.to_string(),
+        managed: row.managed,
+        mentionable: row.mentionable,
+        flags: 0,
+    }
+}
+
+pub(crate) fn audit_entry(row: &AuditRow) -> wire::AuditLogEntry {
+    wire::AuditLogEntry {
+        id: row.id.to_string(),
+        user_id: row.user_id,
+        target_id: row.target_id.map(|t| to_u64(t).to_string()),
+        action_type: u16::try_from(row.action_type).unwrap_or(0),
+        changes: serde_json::from_str(&row.changes).unwrap_or_default(),
+        options: row
+            .options
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok()),
+        reason: row.reason.clone(),
+    }
+}
+
+/// A guild with its roles (from the roles table; @everyone from the guild row when the
+/// list lacks it).
+pub(crate) fn guild_with_roles(row: &GuildRow, roles: &[RoleRow]) -> wire::Guild {
+    let mut g = guild(row);
+    if !roles.is_empty() {
+        g.roles = roles.iter().map(role).collect();
+    }
+    g
 }
 
 pub(crate) fn guild(row: &GuildRow) -> wire::Guild {

@@ -1,7 +1,7 @@
 //! Read-model rows as Rust values, and their decoding from `sqlx::Any` rows.
 
 use domain::id::Id;
-use domain::{ChannelId, GuildId, MessageId, UserId};
+use domain::{ChannelId, GuildId, MessageId, RoleId, UserId};
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
@@ -109,11 +109,17 @@ pub(crate) struct ChannelRow {
     pub nsfw: bool,
     pub last_message_id: Option<MessageId>,
     pub created_at: i64,
+    pub rate_limit_per_user: i64,
+    /// Its own overwrites (JSON), which apply unless `permission_synced`.
+    pub permission_overwrites: String,
+    pub permission_synced: bool,
+    pub deleted_at: Option<i64>,
 }
 
 impl ChannelRow {
     pub const COLUMNS: &'static str =
-        "id, guild_id, type, name, position, parent_id, topic, nsfw, last_message_id, created_at";
+        "id, guild_id, type, name, position, parent_id, topic, nsfw, last_message_id, created_at, \
+         rate_limit_per_user, permission_overwrites, permission_synced, deleted_at";
 
     pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(ChannelRow {
@@ -127,6 +133,10 @@ impl ChannelRow {
             nsfw: flag(row, "nsfw")?,
             last_message_id: opt_id(row, "last_message_id")?,
             created_at: int(row, "created_at")?,
+            rate_limit_per_user: int(row, "rate_limit_per_user")?,
+            permission_overwrites: text(row, "permission_overwrites")?,
+            permission_synced: flag(row, "permission_synced")?,
+            deleted_at: opt_int(row, "deleted_at")?,
         })
     }
 }
@@ -137,10 +147,16 @@ pub(crate) struct MemberRow {
     pub user_id: UserId,
     pub joined_at: i64,
     pub nick: Option<String>,
+    pub communication_disabled_until: Option<i64>,
+    pub mute: bool,
+    pub deaf: bool,
+    /// From `member_roles` (filled by the query that needs them), by id.
+    pub roles: Vec<RoleId>,
 }
 
 impl MemberRow {
-    pub const COLUMNS: &'static str = "guild_id, user_id, joined_at, nick";
+    pub const COLUMNS: &'static str =
+        "guild_id, user_id, joined_at, nick, communication_disabled_until, mute, deaf";
 
     pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(MemberRow {
@@ -148,6 +164,10 @@ impl MemberRow {
             user_id: id(row, "user_id")?,
             joined_at: int(row, "joined_at")?,
             nick: opt_text(row, "nick")?,
+            communication_disabled_until: opt_int(row, "communication_disabled_until")?,
+            mute: flag(row, "mute")?,
+            deaf: flag(row, "deaf")?,
+            roles: Vec::new(),
         })
     }
 }
@@ -228,6 +248,68 @@ impl MessageRow {
             edited_at: opt_int(row, "edited_at")?,
             deleted_at: opt_int(row, "deleted_at")?,
             revision: int(row, "revision")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RoleRow {
+    pub guild_id: GuildId,
+    pub id: RoleId,
+    pub name: String,
+    pub color: i64,
+    pub hoist: bool,
+    pub position: i64,
+    pub permissions: u64,
+    pub managed: bool,
+    pub mentionable: bool,
+}
+
+impl RoleRow {
+    pub const COLUMNS: &'static str =
+        "guild_id, id, name, color, hoist, position, permissions, managed, mentionable";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(RoleRow {
+            guild_id: id(row, "guild_id")?,
+            id: id(row, "id")?,
+            name: text(row, "name")?,
+            color: int(row, "color")?,
+            hoist: flag(row, "hoist")?,
+            position: int(row, "position")?,
+            permissions: to_u64(int(row, "permissions")?),
+            managed: flag(row, "managed")?,
+            mentionable: flag(row, "mentionable")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AuditRow {
+    pub guild_id: GuildId,
+    pub id: u64,
+    pub user_id: Option<UserId>,
+    pub target_id: Option<i64>,
+    pub action_type: i64,
+    pub changes: String,
+    pub options: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl AuditRow {
+    pub const COLUMNS: &'static str =
+        "guild_id, id, user_id, target_id, action_type, changes, options, reason";
+
+    pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(AuditRow {
+            guild_id: id(row, "guild_id")?,
+            id: to_u64(int(row, "id")?),
+            user_id: opt_id(row, "user_id")?,
+            target_id: opt_int(row, "target_id")?,
+            action_type: int(row, "action_type")?,
+            changes: text(row, "changes")?,
+            options: opt_text(row, "options")?,
+            reason: opt_text(row, "reason")?,
         })
     }
 }

@@ -97,6 +97,26 @@ const CHANNELS: &[Column] = &[
     col("nsfw", Int, "1 if age-restricted"),
     null("last_message_id", Int, "newest message ever sent in it"),
     col("created_at", Int, "creation time, Unix ms"),
+    col(
+        "rate_limit_per_user",
+        Int,
+        "slowmode: seconds between a member's messages (0 off)",
+    ),
+    col(
+        "permission_overwrites",
+        Text,
+        "its own overwrites, a JSON array of {id, type, allow, deny}",
+    ),
+    col(
+        "permission_synced",
+        Int,
+        "1 while synced with its category (the category's overwrites apply)",
+    ),
+    null(
+        "deleted_at",
+        Int,
+        "deletion time, Unix ms; NULL while it exists (queries skip deleted channels)",
+    ),
 ];
 
 const MEMBERS: &[Column] = &[
@@ -104,6 +124,66 @@ const MEMBERS: &[Column] = &[
     col("user_id", Int, "the member"),
     col("joined_at", Int, "when they joined, Unix ms"),
     null("nick", Text, "guild nickname"),
+    null(
+        "communication_disabled_until",
+        Int,
+        "timed out until then, Unix ms",
+    ),
+    col("mute", Int, "1 if server-muted in voice"),
+    col("deaf", Int, "1 if server-deafened in voice"),
+];
+
+const ROLES: &[Column] = &[
+    col("guild_id", Int, "the guild"),
+    col("id", Int, "role id (the guild's id for @everyone)"),
+    col("name", Text, "role name"),
+    col("color", Int, "RGB colour, 0 for none"),
+    col("hoist", Int, "1 if shown separately in the member list"),
+    col(
+        "position",
+        Int,
+        "0 for @everyone, 1 and above for the others",
+    ),
+    col("permissions", Int, "permission bits (u64 bits in an i64)"),
+    col("managed", Int, "1 if managed by an integration"),
+    col("mentionable", Int, "1 if anyone may mention it"),
+];
+
+const MEMBER_ROLES: &[Column] = &[
+    col("guild_id", Int, "the guild"),
+    col("user_id", Int, "the member"),
+    col("role_id", Int, "a role they have (never @everyone)"),
+];
+
+const BANS: &[Column] = &[
+    col("guild_id", Int, "the guild"),
+    col("user_id", Int, "the banned user"),
+    null("reason", Text, "the audit reason given with the ban"),
+    col("created_at", Int, "ban time, Unix ms"),
+];
+
+const AUDIT_LOG: &[Column] = &[
+    col("guild_id", Int, "the guild"),
+    col(
+        "id",
+        Int,
+        "entry id: a snowflake of the event's time and global position",
+    ),
+    null("user_id", Int, "who acted"),
+    null(
+        "target_id",
+        Int,
+        "what was acted on (user, role, channel, ...)",
+    ),
+    col("action_type", Int, "Discord's audit log event number"),
+    col(
+        "changes",
+        Text,
+        "JSON array of {key, old_value?, new_value?}",
+    ),
+    null("options", Text, "JSON object of optional entry info"),
+    null("reason", Text, "X-Audit-Log-Reason"),
+    col("position", Int, "global log position of the event"),
 ];
 
 const INVITES: &[Column] = &[
@@ -145,17 +225,25 @@ pub enum Table {
     Members,
     Invites,
     Messages,
+    Roles,
+    MemberRoles,
+    Bans,
+    AuditLog,
 }
 
 impl Table {
     /// Every read-model table, in creation order.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 10] = [
         Table::Users,
         Table::Guilds,
         Table::Channels,
         Table::Members,
         Table::Invites,
         Table::Messages,
+        Table::Roles,
+        Table::MemberRoles,
+        Table::Bans,
+        Table::AuditLog,
     ];
 
     /// The live table's name (also the name of the projection that rebuilds only it).
@@ -167,6 +255,10 @@ impl Table {
             Table::Members => "members",
             Table::Invites => "invites",
             Table::Messages => "messages",
+            Table::Roles => "roles",
+            Table::MemberRoles => "member_roles",
+            Table::Bans => "bans",
+            Table::AuditLog => "audit_log",
         }
     }
 
@@ -181,13 +273,21 @@ impl Table {
             Table::Users => "Users (humans and bots), from UserRegistered.",
             Table::Guilds => "Guilds, from GuildCreated.",
             Table::Channels => {
-                "Guild channels, from ChannelCreated; last_message_id from MessageCreated."
+                "Guild channels, from ChannelCreated / ChannelUpdated / ChannelDeleted and the \
+                 overwrite events; last_message_id from MessageCreated."
             }
-            Table::Members => "Guild members, from MemberJoined.",
+            Table::Members => "Guild members, from MemberJoined / MemberUpdated / MemberRemoved.",
             Table::Invites => "Invites, from InviteCreated; uses counts InviteUsed.",
             Table::Messages => {
                 "Messages, from MessageCreated / MessageEdited / MessageDeleted. A deleted \
                  message keeps its row with deleted_at set; queries skip it."
+            }
+            Table::Roles => "Roles (@everyone included), from GuildCreated and the role events.",
+            Table::MemberRoles => "The roles of each member, from MemberUpdated.",
+            Table::Bans => "Bans, from MemberBanned / MemberUnbanned.",
+            Table::AuditLog => {
+                "The audit log: one entry per moderation event, full history, with its \
+                 actor and reason."
             }
         }
     }
@@ -201,6 +301,10 @@ impl Table {
             Table::Members => MEMBERS,
             Table::Invites => INVITES,
             Table::Messages => MESSAGES,
+            Table::Roles => ROLES,
+            Table::MemberRoles => MEMBER_ROLES,
+            Table::Bans => BANS,
+            Table::AuditLog => AUDIT_LOG,
         }
     }
 
@@ -212,6 +316,10 @@ impl Table {
             Table::Messages => &["channel_id", "id"],
             Table::Members => &["guild_id", "user_id"],
             Table::Invites => &["code"],
+            Table::Roles => &["guild_id", "id"],
+            Table::MemberRoles => &["guild_id", "user_id", "role_id"],
+            Table::Bans => &["guild_id", "user_id"],
+            Table::AuditLog => &["guild_id", "id"],
         }
     }
 
@@ -227,13 +335,22 @@ impl Table {
             Table::Members => &[&["user_id", "guild_id"]],
             // Message ids are unique across channels, and every look-up names the channel.
             Table::Messages => &[],
+            Table::Roles | Table::MemberRoles | Table::Bans | Table::AuditLog => &[],
         }
     }
 
     /// Whether SQLite stores the table as a b-tree on its primary key (`WITHOUT ROWID`):
     /// one tree instead of a rowid table plus a key index, for composite keys.
     pub const fn without_rowid(self) -> bool {
-        matches!(self, Table::Members | Table::Messages)
+        matches!(
+            self,
+            Table::Members
+                | Table::Messages
+                | Table::Roles
+                | Table::MemberRoles
+                | Table::Bans
+                | Table::AuditLog
+        )
     }
 
     /// The columns a dump is sorted by (the primary key).
@@ -294,18 +411,23 @@ fn render_table(dialect: Dialect, table: Table, physical: &str, comments: bool) 
     format!("CREATE TABLE {physical} (\n{}\n){strict}", body.join("\n"))
 }
 
-fn checkpoints_table(dialect: Dialect) -> String {
-    let int = sql_type(dialect, Int);
-    let strict = match dialect {
-        Dialect::Sqlite => " STRICT",
-        Dialect::Postgres => "",
-    };
-    format!(
-        "CREATE TABLE {CHECKPOINTS} (\n    name TEXT NOT NULL PRIMARY KEY, -- projection name (read_models, publisher)\n    position {int} NOT NULL -- last global log position applied\n){strict}"
-    )
-}
+/// The file name of the read-model migration that [`migration`] generates.
+///
+/// Read models are derived data, so a schema change does not migrate rows: the newest
+/// read-model migration drops every read-model table, creates the current ones and
+/// deletes the read models' checkpoint, and the runner rebuilds them from the log at
+/// start-up. Earlier read-model migrations (`0002_read_models.sql`) are released and
+/// frozen; a schema change released after this one gets a new file name here, and the
+/// old file stays as it was.
+pub const MIGRATION_FILE: &str = "0003_read_models_v2.sql";
 
-/// The text of the migration `0002_read_models.sql` for `dialect`.
+/// Names of read-model tables that released migrations created: the generated
+/// migration drops each one that still exists before it creates the current tables.
+const RELEASED_TABLES: &[&str] = &[
+    "users", "guilds", "channels", "members", "invites", "messages",
+];
+
+/// The text of the migration [`MIGRATION_FILE`] for `dialect`.
 pub fn migration(dialect: Dialect) -> String {
     let name = match dialect {
         Dialect::Sqlite => "SQLite",
@@ -315,16 +437,28 @@ pub fn migration(dialect: Dialect) -> String {
         "-- Read models ({name} dialect), written only by the projections crate.\n\
          --\n\
          -- GENERATED from projections/src/schema.rs (a test keeps them equal): change the\n\
-         -- schema there and add a new migration; never edit this file once released.\n\
+         -- schema there and regenerate with CHORUS_WRITE_MIGRATIONS=1; once released,\n\
+         -- never edit this file: a later schema gets a new file (schema::MIGRATION_FILE).\n\
+         -- Read models are derived from the event log, so this migration does not move\n\
+         -- rows: it drops the read-model tables, creates the current ones and resets the\n\
+         -- read models' checkpoint, and the projection runner rebuilds them from the log.\n\
          -- Every index is a PRIMARY KEY or UNIQUE constraint so that a rebuild can swap\n\
          -- tables by renaming them. Ids are snowflakes, times Unix milliseconds, booleans\n\
-         -- 0 or 1.\n\n\
-         -- Checkpoints: each projection's position, written in the same transaction as its\n\
-         -- changes. Every batch first locks its row, which serializes runners of several\n\
-         -- processes.\n"
+         -- 0 or 1.\n\n"
     );
-    out.push_str(&checkpoints_table(dialect));
-    out.push_str(";\n");
+    let mut dropped: Vec<&str> = RELEASED_TABLES.to_vec();
+    for t in Table::ALL {
+        if !dropped.contains(&t.name()) {
+            dropped.push(t.name());
+        }
+    }
+    for table in dropped {
+        out.push_str(&format!("DROP TABLE IF EXISTS {table};\n"));
+    }
+    out.push_str(&format!(
+        "DELETE FROM {CHECKPOINTS} WHERE name = '{}';\n",
+        crate::READ_MODELS
+    ));
     for t in Table::ALL {
         out.push_str(&format!("\n-- {}\n", t.doc()));
         out.push_str(&render_table(dialect, t, t.name(), true));
@@ -345,7 +479,7 @@ mod tests {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../migrations")
             .join(folder)
-            .join("0002_read_models.sql")
+            .join(MIGRATION_FILE)
     }
 
     #[test]
@@ -358,6 +492,34 @@ mod tests {
             }
             let actual = std::fs::read_to_string(&path).expect("read migration");
             assert_eq!(actual, expected, "{} is out of date", path.display());
+        }
+    }
+
+    /// Released migrations are frozen: sqlx records each one's checksum, and a changed
+    /// file would stop every existing database from starting.
+    #[test]
+    fn released_migrations_are_unchanged() {
+        use sha2::{Digest, Sha256};
+        let released = [
+            (
+                "sqlite/0002_read_models.sql",
+                "bbc1d8470bfd05470a5b2f73e604c97d1aa25eeef48c4261a2829dd75ac648c3",
+            ),
+            (
+                "postgres/0002_read_models.sql",
+                "ae221265630a3175b9912ac0e50bbeec9d027485beda0b0f7eda33fbb96e6a30",
+            ),
+        ];
+        for (file, sha256) in released {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../migrations")
+                .join(file);
+            let bytes = std::fs::read(&path).expect("read released migration");
+            assert_eq!(
+                hex::encode(Sha256::digest(&bytes)),
+                sha256,
+                "{file} was edited after its release; put changes in a new migration"
+            );
         }
     }
 

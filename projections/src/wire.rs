@@ -292,3 +292,70 @@ pub struct InviteCreate {
     pub created_at: String,
     pub expires_at: Option<String>,
 }
+
+/// `GUILD_ROLE_CREATE` and `GUILD_ROLE_UPDATE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuildRole {
+    pub guild_id: GuildId,
+    pub role: Role,
+}
+
+/// `GUILD_ROLE_DELETE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuildRoleDelete {
+    pub guild_id: GuildId,
+    pub role_id: RoleId,
+}
+
+/// `GUILD_MEMBER_UPDATE`: the member (with `user`) and its guild id.
+pub type GuildMemberUpdate = GuildMemberAdd;
+
+/// `GUILD_MEMBER_REMOVE`, `GUILD_BAN_ADD` and `GUILD_BAN_REMOVE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuildUser {
+    pub guild_id: GuildId,
+    pub user: User,
+}
+
+/// A ban (`GET /guilds/{id}/bans`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ban {
+    pub reason: Option<String>,
+    pub user: User,
+}
+
+/// An audit log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLogEntry {
+    pub id: String,
+    pub user_id: Option<UserId>,
+    /// The user, role, channel, ... acted on, as a string id.
+    pub target_id: Option<String>,
+    pub action_type: u16,
+    pub changes: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GUILD_AUDIT_LOG_ENTRY_CREATE`: an entry and its guild id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuildAuditLogEntryCreate {
+    #[serde(flatten)]
+    pub entry: AuditLogEntry,
+    pub guild_id: GuildId,
+}
+
+/// `GET /guilds/{id}/audit-logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLog {
+    pub audit_log_entries: Vec<AuditLogEntry>,
+    pub users: Vec<User>,
+    pub integrations: Vec<Value>,
+    pub webhooks: Vec<Value>,
+    pub guild_scheduled_events: Vec<Value>,
+    pub threads: Vec<Value>,
+    pub application_commands: Vec<Value>,
+    pub auto_moderation_rules: Vec<Value>,
+}

@@ -24,6 +24,11 @@ use crate::db::{to_i64, Dialect};
 use crate::schema::Table;
 use crate::Result;
 
+mod moderation;
+
+pub(crate) use moderation::{action, entry_id};
+use moderation::{AuditOp, ChannelOp, Entry};
+
 /// Most bound parameters in one statement (well under SQLite's 32766 and PostgreSQL's
 /// 65535).
 const MAX_PARAMS: usize = 4000;
@@ -103,6 +108,16 @@ enum Op {
     },
     /// Add to an invite's uses.
     InviteUses { code: String, n: i64 },
+    /// A statement on one table, run in log order (`{t}` is the table's physical name).
+    Exec {
+        table: Table,
+        sql: &'static str,
+        vals: Vec<Val>,
+    },
+    /// A channel change computed from the rows as they are (overwrites, sync).
+    Channel(ChannelOp),
+    /// An audit entry computed from the state before its event.
+    Audit(AuditOp),
 }
 
 /// Column indexes inside a message insert row (see `schema::Table::Messages`).
@@ -224,6 +239,21 @@ impl Plan {
                                 Val::Int(at),
                             ],
                         ));
+                        let everyone = domain::role::Role::everyone(gid, everyone_permissions);
+                        self.push(Op::Insert(
+                            Table::Roles,
+                            vec![
+                                Val::Int(to_i64(gid.get())),
+                                Val::Int(to_i64(everyone.id.get())),
+                                Val::Text(everyone.name.into_string()),
+                                Val::Int(0),
+                                b(false),
+                                Val::Int(0),
+                                Val::Int(to_i64(everyone.permissions.bits())),
+                                b(false),
+                                b(false),
+                            ],
+                        ));
                         true
                     }
                     Some(GuildEvent::ChannelCreated {
@@ -235,6 +265,26 @@ impl Plan {
                         topic,
                         nsfw,
                     }) => {
+                        let parent = parent_id.map(|p| to_i64(p.get()));
+                        // The guild's own first channel (revision 3, with GuildCreated)
+                        // is not a moderator's doing: no audit entry, as on Discord.
+                        if e.revision > 3 {
+                            let changes = moderation::channel_created_changes(
+                                name.as_str(),
+                                kind.discord_type(),
+                                nsfw,
+                                parent,
+                            );
+                            self.push(Op::Insert(
+                                Table::AuditLog,
+                                Entry::of(e, guild_id, at, 0).row(
+                                    Some(to_i64(channel_id.get())),
+                                    action::CHANNEL_CREATE,
+                                    changes,
+                                    None,
+                                ),
+                            ));
+                        }
                         self.push(Op::Insert(
                             Table::Channels,
                             vec![
@@ -243,11 +293,15 @@ impl Plan {
                                 Val::Int(i64::from(kind.discord_type())),
                                 Val::Text(name.into_string()),
                                 Val::Int(i64::from(position)),
-                                Val::OptInt(parent_id.map(|p| to_i64(p.get()))),
+                                Val::OptInt(parent),
                                 Val::OptText(topic.map(|t| t.into_string())),
                                 b(nsfw),
                                 Val::OptInt(None),
                                 Val::Int(at),
+                                Val::Int(0),
+                                Val::Text("[]".to_owned()),
+                                b(parent.is_some()),
+                                Val::OptInt(None),
                             ],
                         ));
                         true
@@ -260,13 +314,14 @@ impl Plan {
                                 Val::Int(to_i64(user_id.get())),
                                 Val::Int(at),
                                 Val::OptText(None),
+                                Val::OptInt(None),
+                                b(false),
+                                b(false),
                             ],
                         ));
                         true
                     }
-                    // Roles, member edits, bans and channel edits have no read model yet
-                    // (the permission model's projection comes with its issue).
-                    Some(_) => false,
+                    Some(ev) => self.moderation(e, guild_id, at, ev),
                     None => false,
                 }
             }
@@ -336,6 +391,7 @@ impl Plan {
                 Some(ChannelEvent::MessageDeleted { message_id }) => {
                     let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
                     let id = to_i64(message_id.get());
+                    self.message_deleted_audit(e, stream_channel, id, at);
                     if let Some(Op::Insert(_, row)) = self
                         .pending_messages
                         .get(&id)
@@ -366,6 +422,30 @@ impl Plan {
                     temporary,
                     created_at_ms,
                 }) => {
+                    self.push(Op::Insert(
+                        Table::AuditLog,
+                        Entry::of(e, to_i64(guild_id.get()), at, 0).row(
+                            None,
+                            action::INVITE_CREATE,
+                            vec![
+                                moderation::change("code", None, Some(code.clone().into())),
+                                moderation::change(
+                                    "channel_id",
+                                    None,
+                                    Some(channel_id.get().to_string().into()),
+                                ),
+                                moderation::change(
+                                    "inviter_id",
+                                    None,
+                                    Some(inviter_id.get().to_string().into()),
+                                ),
+                                moderation::change("max_uses", None, Some(max_uses.into())),
+                                moderation::change("max_age", None, Some(max_age.into())),
+                                moderation::change("temporary", None, Some(temporary.into())),
+                            ],
+                            None,
+                        ),
+                    ));
                     let i = self.push(Op::Insert(
                         Table::Invites,
                         vec![
@@ -417,6 +497,30 @@ impl Plan {
         }
     }
 
+    /// Plans the audit entry of a message deletion by someone else than its author (read
+    /// at write time, unless the message was created in this batch).
+    fn message_deleted_audit(&mut self, e: &RecordedEvent, channel: i64, id: i64, at: i64) {
+        let actor = match e.metadata.actor {
+            store::Actor::User(a) | store::Actor::Bot(a) => Some(to_i64(a)),
+            _ => return,
+        };
+        if let Some(Op::Insert(_, row)) = self
+            .pending_messages
+            .get(&id)
+            .and_then(|i| self.ops.get(*i))
+        {
+            if matches!(row.get(3), Some(Val::Int(author)) if Some(*author) == actor) {
+                return;
+            }
+        }
+        self.push(Op::Audit(AuditOp::Message {
+            entry: Entry::of(e, 0, at, 0),
+            channel_id: channel,
+            message_id: id,
+            actor,
+        }));
+    }
+
     /// Writes the plan to `target` on `conn` (a transaction).
     #[tracing::instrument(skip_all, fields(ops = self.ops.len()))]
     pub async fn write(
@@ -430,11 +534,40 @@ impl Plan {
         // the same batch (those were folded into the row to insert), so it touches a row
         // that existed before the batch, which no insert of the batch changes (an insert
         // of an existing key is ignored), and the tables have no foreign keys.
+        //
+        // Moderation operations (`Exec`, `Channel`, `Audit`) run in log order instead:
+        // each first writes the pending inserts of the tables it touches (a member who
+        // leaves and joins again in one batch must end up present).
         let mut inserts: BTreeMap<Table, Vec<Vec<Val>>> = BTreeMap::new();
         let mut updates = Vec::new();
         for op in self.ops {
             match op {
                 Op::Insert(table, row) => inserts.entry(table).or_default().push(row),
+                Op::Exec { table, sql, vals } => {
+                    flush(conn, dialect, target, &mut inserts, &[table]).await?;
+                    if target.includes(table) {
+                        let sql = sql.replace("{t}", &target.name(table));
+                        let mut q = sqlx::query(&sql);
+                        for v in vals {
+                            q = bind(q, v);
+                        }
+                        q.execute(&mut *conn).await?;
+                    }
+                }
+                Op::Channel(op) => {
+                    flush(conn, dialect, target, &mut inserts, &[op.table()]).await?;
+                    if target.includes(op.table()) {
+                        op.apply(conn, target).await?;
+                    }
+                }
+                Op::Audit(op) => {
+                    if target.includes(Table::AuditLog) {
+                        flush(conn, dialect, target, &mut inserts, op.reads()).await?;
+                        for row in op.rows(conn, target).await? {
+                            inserts.entry(Table::AuditLog).or_default().push(row);
+                        }
+                    }
+                }
                 other => updates.push(other),
             }
         }
@@ -445,7 +578,7 @@ impl Plan {
         }
         for op in updates {
             match op {
-                Op::Insert(..) => {}
+                Op::Insert(..) | Op::Exec { .. } | Op::Channel(_) | Op::Audit(_) => {}
                 Op::Edit {
                     channel_id,
                     id,
@@ -513,6 +646,24 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Writes the pending inserts of `tables` (those the target includes).
+async fn flush(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    target: &Target,
+    inserts: &mut BTreeMap<Table, Vec<Vec<Val>>>,
+    tables: &[Table],
+) -> Result<()> {
+    for t in tables {
+        if let Some(rows) = inserts.remove(t) {
+            if target.includes(*t) && !rows.is_empty() {
+                insert_rows(conn, dialect, *t, &target.name(*t), rows).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Inserts rows, ignoring those whose key exists, in as few statements as it can.

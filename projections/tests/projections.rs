@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus::{Bus, Envelope, InProcessBus};
-use common::{community, env, Backend, World, WAIT};
+use common::{community, env, moderation, Backend, World, WAIT};
 use projections::queries::{self, MessageAnchor};
 use projections::{Projections, ReadDb};
 
@@ -22,6 +22,7 @@ on_both_backends!(
     wire_shapes_match_the_snapshots,
     expired_and_used_up_invites_are_not_found,
     status_reports_each_checkpoint_and_its_lag,
+    moderation_reaches_the_read_models_the_bus_and_the_audit_log,
 );
 
 async fn start(e: &common::Env) -> Projections {
@@ -275,6 +276,7 @@ async fn rebuilding_yields_identical_tables_and_the_runner_keeps_going(backend: 
     let p = start(&e).await;
     let mut w = World::new(e.store.clone());
     let c = community(&mut w).await;
+    moderation(&mut w, &c).await;
     // More than a rebuild applies under the lock, so the replay runs page by page.
     w.send_many(c.dev, c.bob, 6000).await;
     w.edit(c.dev, c.bob, c.messages[3], "edited after the bulk")
@@ -294,7 +296,7 @@ async fn rebuilding_yields_identical_tables_and_the_runner_keeps_going(backend: 
     .await
     .expect("rebuild");
     assert_eq!(report.position, w.position);
-    assert_eq!(report.tables.len(), 6);
+    assert_eq!(report.tables.len(), projections::schema::Table::ALL.len());
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.last(), Some(&(w.position, w.position)));
     assert!(calls.len() > 2, "progress reported page by page: {calls:?}");
@@ -335,7 +337,8 @@ async fn rebuilding_yields_identical_tables_and_the_runner_keeps_going(backend: 
         .is_some());
     assert_eq!(
         count(&e.db, "SELECT uses FROM invites WHERE code = 'chorus'").await,
-        2
+        5,
+        "bob, carol, dave twice (moderation), the latecomer"
     );
 
     // Rebuilds while commands keep appending and the runner keeps applying: afterwards
@@ -359,7 +362,7 @@ async fn rebuilding_yields_identical_tables_and_the_runner_keeps_going(backend: 
     p.shutdown().await;
     assert_eq!(
         count(&e.db, "SELECT uses FROM invites WHERE code = 'chorus'").await,
-        17
+        20
     );
     let settled = e.db.dump().await.unwrap();
     projections::rebuild(&*e.store, &e.db, projections::READ_MODELS, |_, _| {})
@@ -800,4 +803,253 @@ async fn status_reports_each_checkpoint_and_its_lag(backend: Backend) {
         .find(|s| s.name == "publisher")
         .expect("publisher row");
     assert_eq!(publisher.head, w.position);
+}
+
+async fn moderation_reaches_the_read_models_the_bus_and_the_audit_log(backend: Backend) {
+    use domain::permissions::Permissions;
+    let e = env(backend).await;
+    let bus = InProcessBus::default();
+    let mut sub = bus.subscribe("chorus.>").await.unwrap();
+    let p = Projections::start(e.store.clone(), e.db.clone(), Some(Arc::new(bus.clone())))
+        .await
+        .unwrap();
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    let m = moderation(&mut w, &c).await;
+    let got = collect_until(&mut sub, w.position).await;
+    assert!(p.wait_for(w.position, WAIT).await);
+    let db = &e.db;
+
+    // Roles: @everyone, Helpers, Mods (lowest first); Temp is gone.
+    let roles = queries::roles(db, c.guild).await.unwrap();
+    let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["@everyone", "Helpers", "Mods"]);
+    assert_eq!(roles[1].position, 1);
+    assert_eq!(roles[1].color, 0x2ecc71);
+    assert_eq!(roles[2].position, 2);
+    assert!(roles[2].hoist);
+    assert!(Permissions::from_decimal(&roles[2].permissions)
+        .unwrap()
+        .contains(Permissions::BAN_MEMBERS));
+    let guild = queries::guild(db, c.guild).await.unwrap().unwrap();
+    assert_eq!(
+        guild.roles, roles,
+        "the guild's roles come from the read model"
+    );
+
+    // Members: carol's nickname, role and timeout; bob's role; dave is gone.
+    let carol = queries::member(db, c.guild, m.carol)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(carol.nick.as_deref(), Some("Caz"));
+    assert_eq!(carol.roles, vec![m.helpers]);
+    let bob = queries::member(db, c.guild, c.bob).await.unwrap().unwrap();
+    assert_eq!(bob.roles, vec![m.mods]);
+    assert!(queries::member(db, c.guild, m.dave)
+        .await
+        .unwrap()
+        .is_none());
+    let page = queries::members(db, c.guild, None, 1000).await.unwrap();
+    assert_eq!(page.len(), 3, "alice, bob, carol");
+    let after_first = queries::members(db, c.guild, Some(c.alice), 1)
+        .await
+        .unwrap();
+    assert_eq!(after_first[0].user.as_ref().unwrap().id, c.bob);
+
+    // Bans: dave stays banned with the reason, eve's ban was lifted.
+    let bans = queries::bans(db, c.guild, None, None, 1000).await.unwrap();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].user.id, m.dave);
+    assert_eq!(bans[0].reason.as_deref(), Some("more spam"));
+    assert!(queries::ban(db, c.guild, m.eve).await.unwrap().is_none());
+
+    // Channels: #general's own overwrite and slowmode; #dev shows its category's.
+    let general = queries::channel(db, c.general).await.unwrap().unwrap();
+    assert_eq!(general.rate_limit_per_user, 10);
+    assert_eq!(general.topic.as_deref(), Some("be nice"));
+    assert_eq!(
+        general.permission_overwrites.len(),
+        1,
+        "Temp's went with it"
+    );
+    assert_eq!(
+        general.permission_overwrites[0].id,
+        m.carol.get().to_string()
+    );
+    assert_eq!(general.permission_overwrites[0].kind, 1);
+    assert_eq!(
+        general.permission_overwrites[0].allow,
+        Permissions::ATTACH_FILES.bits().to_string()
+    );
+    assert_eq!(general.permission_overwrites[0].deny, "0");
+    let dev = queries::channel(db, c.dev).await.unwrap().unwrap();
+    let category = queries::channel(db, c.category).await.unwrap().unwrap();
+    assert_eq!(dev.permission_overwrites, category.permission_overwrites);
+    assert_eq!(category.permission_overwrites.len(), 1);
+
+    // The audit log, newest first, with reasons and filters.
+    let log = queries::audit_log(db, c.guild, queries::AuditFilter::default())
+        .await
+        .unwrap();
+    let types: Vec<u16> = log
+        .audit_log_entries
+        .iter()
+        .map(|e| e.action_type)
+        .collect();
+    for t in [10, 11, 13, 14, 20, 22, 23, 24, 25, 30, 31, 32, 40, 72] {
+        assert!(types.contains(&t), "action type {t} in {types:?}");
+    }
+    assert!(log
+        .audit_log_entries
+        .windows(2)
+        .all(|p| p[0].id.parse::<u64>().unwrap() > p[1].id.parse::<u64>().unwrap()));
+    let kick = log
+        .audit_log_entries
+        .iter()
+        .find(|e| e.action_type == 20)
+        .unwrap();
+    assert_eq!(kick.reason.as_deref(), Some("spam"));
+    assert_eq!(kick.user_id, Some(c.bob));
+    assert_eq!(kick.target_id, Some(m.dave.get().to_string()));
+    assert!(log.users.iter().any(|u| u.id == m.dave));
+    let by_alice = queries::audit_log(
+        db,
+        c.guild,
+        queries::AuditFilter {
+            user_id: Some(c.alice),
+            action_type: Some(13),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        by_alice.audit_log_entries.len(),
+        3,
+        "three overwrites created"
+    );
+    let first_two = queries::audit_log(
+        db,
+        c.guild,
+        queries::AuditFilter {
+            limit: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(first_two.audit_log_entries, log.audit_log_entries[..2]);
+    let older = queries::audit_log(
+        db,
+        c.guild,
+        queries::AuditFilter {
+            before: Some(first_two.audit_log_entries[1].id.parse().unwrap()),
+            limit: Some(3),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(older.audit_log_entries, log.audit_log_entries[2..5]);
+    let newer = queries::audit_log(
+        db,
+        c.guild,
+        queries::AuditFilter {
+            after: Some(log.audit_log_entries[3].id.parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(newer.audit_log_entries, log.audit_log_entries[..3]);
+
+    // Dispatches.
+    let find = |dispatch: &str| -> Vec<&Envelope> {
+        got.iter()
+            .map(|(_, e)| e)
+            .filter(|e| e.dispatch.as_deref() == Some(dispatch))
+            .collect()
+    };
+    assert_eq!(find("GUILD_ROLE_CREATE").len(), 3);
+    assert_eq!(find("GUILD_ROLE_DELETE").len(), 1);
+    assert!(!find("GUILD_ROLE_UPDATE").is_empty());
+    assert!(!find("GUILD_MEMBER_UPDATE").is_empty());
+    assert_eq!(find("GUILD_MEMBER_REMOVE").len(), 2, "a kick and a ban");
+    assert_eq!(find("GUILD_BAN_ADD").len(), 2);
+    assert_eq!(find("GUILD_BAN_REMOVE").len(), 1);
+    assert!(!find("CHANNEL_UPDATE").is_empty());
+    let audits = find("GUILD_AUDIT_LOG_ENTRY_CREATE");
+    assert_eq!(
+        audits.len(),
+        log.audit_log_entries.len(),
+        "one dispatch per entry"
+    );
+    assert!(audits
+        .iter()
+        .all(|e| e.stream_id.ends_with(projections::AUDIT_STREAM_SUFFIX)));
+    let (_, slow) = got
+        .iter()
+        .filter(|(_, e)| e.dispatch.as_deref() == Some("CHANNEL_UPDATE"))
+        .find(|(_, e)| e.data["rate_limit_per_user"] == 10)
+        .expect("CHANNEL_UPDATE with slowmode");
+    assert_eq!(slow.channel_id, Some(c.general.get()));
+
+    // Wire shapes.
+    insta::assert_json_snapshot!("role", roles[2], { ".id" => id() });
+    insta::assert_json_snapshot!("member_moderated", carol, {
+        ".user.id" => id(), ".joined_at" => ts(), ".roles[]" => id(),
+        ".communication_disabled_until" => ts(),
+    });
+    insta::assert_json_snapshot!("ban", bans[0], { ".user.id" => id() });
+    insta::assert_json_snapshot!("channel_moderated", general, {
+        ".id" => id(), ".guild_id" => id(), ".last_message_id" => id(),
+        ".permission_overwrites[].id" => id(),
+    });
+    let member_update = find("GUILD_MEMBER_UPDATE")
+        .into_iter()
+        .find(|e| e.data["nick"] == "Caz")
+        .unwrap();
+    insta::assert_json_snapshot!("dispatch_guild_member_update", member_update.data, {
+        ".guild_id" => id(), ".user.id" => id(), ".joined_at" => ts(), ".roles[]" => id(),
+        ".communication_disabled_until" => ts(),
+    });
+    insta::assert_json_snapshot!("dispatch_guild_role_create", find("GUILD_ROLE_CREATE")[0].data, {
+        ".guild_id" => id(), ".role.id" => id(),
+    });
+    insta::assert_json_snapshot!("dispatch_guild_role_delete", find("GUILD_ROLE_DELETE")[0].data, {
+        ".guild_id" => id(), ".role_id" => id(),
+    });
+    insta::assert_json_snapshot!("dispatch_guild_member_remove", find("GUILD_MEMBER_REMOVE")[0].data, {
+        ".guild_id" => id(), ".user.id" => id(),
+    });
+    insta::assert_json_snapshot!("dispatch_guild_ban_add", find("GUILD_BAN_ADD")[0].data, {
+        ".guild_id" => id(), ".user.id" => id(),
+    });
+    insta::assert_json_snapshot!("dispatch_channel_update", slow.data, {
+        ".id" => id(), ".guild_id" => id(), ".last_message_id" => id(),
+        ".permission_overwrites[].id" => id(),
+    });
+    let kick_dispatch = audits.iter().find(|e| e.data["action_type"] == 20).unwrap();
+    insta::assert_json_snapshot!("dispatch_guild_audit_log_entry_create", kick_dispatch.data, {
+        ".id" => id(), ".guild_id" => id(), ".user_id" => id(), ".target_id" => id(),
+    });
+    let role_update = log
+        .audit_log_entries
+        .iter()
+        .find(|e| e.action_type == 25)
+        .unwrap();
+    insta::assert_json_snapshot!("audit_member_role_update", role_update, {
+        ".id" => id(), ".user_id" => id(), ".target_id" => id(),
+        ".changes[].new_value[].id" => id(),
+    });
+    let overwrite_update = log
+        .audit_log_entries
+        .iter()
+        .find(|e| e.action_type == 14)
+        .unwrap();
+    insta::assert_json_snapshot!("audit_overwrite_update", overwrite_update, {
+        ".id" => id(), ".user_id" => id(), ".target_id" => id(), ".options.id" => id(),
+    });
+    p.shutdown().await;
 }

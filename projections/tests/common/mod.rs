@@ -535,6 +535,38 @@ impl World {
         .await;
     }
 
+    /// Runs a guild command (`cmd` gets the clock, Unix ms) as `actor`, with an audit
+    /// reason; returns the events it recorded.
+    pub async fn guild_command(
+        &mut self,
+        guild_id: GuildId,
+        actor: UserId,
+        reason: Option<&str>,
+        cmd: impl FnOnce(u64) -> GuildCommand,
+    ) -> Vec<domain::guild::GuildEvent> {
+        let at = self.tick();
+        let now = self.now_ms();
+        let g = self.guilds.get(&guild_id).expect("known guild");
+        let events = guild::decide(&g.0, cmd(now)).expect("guild command");
+        let mut encoded = new_events(&events, actor, at);
+        for e in &mut encoded {
+            e.metadata.reason = reason.map(str::to_owned);
+        }
+        let revision = g.1;
+        if !events.is_empty() {
+            self.append(vec![StreamAppend {
+                stream_id: domain::streams::guild(guild_id),
+                expected: expected(revision),
+                events: encoded,
+            }])
+            .await;
+        }
+        if let Some(g) = self.guilds.get_mut(&guild_id) {
+            evolve(g, &events);
+        }
+        events
+    }
+
     /// Appends raw events to a stream (for unknown or malformed events).
     pub async fn append_raw(&mut self, stream_id: &str, event_type: &str, data: serde_json::Value) {
         let at = self.tick();
@@ -608,5 +640,214 @@ pub async fn community(w: &mut World) -> Community {
         messages,
         edited,
         deleted,
+    }
+}
+
+/// What [`moderation`] did to the community.
+pub struct Moderation {
+    pub carol: UserId,
+    pub dave: UserId,
+    pub eve: UserId,
+    pub mods: domain::RoleId,
+    pub helpers: domain::RoleId,
+    /// carol's message alice deleted (a moderator's deletion).
+    pub removed: MessageId,
+}
+
+/// Moderation on top of [`community`]: roles (created, given, edited, reordered, one
+/// deleted), a member edit with nickname, roles and timeout, overwrites on the category
+/// (#dev follows it) and on #general, slowmode, a kick, a ban that stays, a ban that is
+/// lifted, and a moderator's message deletion; every command with an audit reason.
+pub async fn moderation(w: &mut World, c: &Community) -> Moderation {
+    use domain::guild::GuildEvent;
+    use domain::permissions::{Overwrite, Permissions};
+    use domain::role::RoleName;
+    let carol = w.register("carol", false).await;
+    let dave = w.register("dave", false).await;
+    let eve = w.register("eve", false).await;
+    w.join(carol, "chorus").await;
+    w.join(dave, "chorus").await;
+    let (alice, bob, g) = (c.alice, c.bob, c.guild);
+    let mods = domain::RoleId::new(w.id());
+    let mod_perms = Permissions::KICK_MEMBERS
+        | Permissions::BAN_MEMBERS
+        | Permissions::MANAGE_ROLES
+        | Permissions::MANAGE_NICKNAMES
+        | Permissions::MODERATE_MEMBERS
+        | Permissions::VIEW_AUDIT_LOG;
+    w.guild_command(g, alice, Some("a team"), |now_ms| {
+        GuildCommand::CreateRole {
+            actor: alice,
+            role_id: mods,
+            name: RoleName::parse("Mods").unwrap(),
+            permissions: mod_perms,
+            color: 0x3498db,
+            hoist: true,
+            mentionable: true,
+            now_ms,
+        }
+    })
+    .await;
+    w.guild_command(g, alice, None, |now_ms| GuildCommand::AddMemberRole {
+        actor: alice,
+        user_id: bob,
+        role_id: mods,
+        now_ms,
+    })
+    .await;
+    let helpers = domain::RoleId::new(w.id());
+    w.guild_command(g, bob, None, |now_ms| GuildCommand::CreateRole {
+        actor: bob,
+        role_id: helpers,
+        name: RoleName::parse("Helpers").unwrap(),
+        permissions: Permissions::NONE,
+        color: 0,
+        hoist: false,
+        mentionable: false,
+        now_ms,
+    })
+    .await;
+    w.guild_command(g, bob, Some("greener"), |now_ms| GuildCommand::EditRole {
+        actor: bob,
+        role_id: helpers,
+        name: None,
+        permissions: None,
+        color: Some(0x2ecc71),
+        hoist: None,
+        mentionable: None,
+        now_ms,
+    })
+    .await;
+    // The owner deletes carol's message (before her timeout).
+    let removed = w.send(c.general, carol, "hmm", None).await;
+    w.delete(c.general, alice, removed).await;
+    let until = w.now_ms() + 3_600_000;
+    w.guild_command(g, bob, Some("cool down"), |now_ms| {
+        GuildCommand::EditMember {
+            actor: bob,
+            user_id: carol,
+            nick: Some(Some(domain::member::Nickname::parse("Caz").unwrap())),
+            roles: Some(vec![helpers]),
+            communication_disabled_until_ms: Some(Some(until)),
+            mute: None,
+            deaf: None,
+            now_ms,
+        }
+    })
+    .await;
+    // A role that only lives a moment, with an overwrite that goes with it.
+    let temp = domain::RoleId::new(w.id());
+    w.guild_command(g, alice, None, |now_ms| GuildCommand::CreateRole {
+        actor: alice,
+        role_id: temp,
+        name: RoleName::parse("Temp").unwrap(),
+        permissions: Permissions::NONE,
+        color: 0,
+        hoist: false,
+        mentionable: false,
+        now_ms,
+    })
+    .await;
+    w.guild_command(g, alice, None, |now_ms| GuildCommand::SetOverwrite {
+        actor: alice,
+        channel_id: c.general,
+        overwrite: Overwrite::role(temp, Permissions::ADD_REACTIONS, Permissions::NONE),
+        now_ms,
+    })
+    .await;
+    w.guild_command(g, alice, Some("cleanup"), |now_ms| {
+        GuildCommand::DeleteRole {
+            actor: alice,
+            role_id: temp,
+            now_ms,
+        }
+    })
+    .await;
+    w.guild_command(g, alice, None, |now_ms| GuildCommand::ReorderRoles {
+        actor: alice,
+        positions: vec![(helpers, 1), (mods, 2)],
+        now_ms,
+    })
+    .await;
+    // Overwrites: the category (its synced #dev follows), and #general's own.
+    w.guild_command(g, alice, Some("quiet helpers"), |now_ms| {
+        GuildCommand::SetOverwrite {
+            actor: alice,
+            channel_id: c.category,
+            overwrite: Overwrite::role(helpers, Permissions::NONE, Permissions::SEND_MESSAGES),
+            now_ms,
+        }
+    })
+    .await;
+    w.guild_command(g, alice, None, |now_ms| GuildCommand::SetOverwrite {
+        actor: alice,
+        channel_id: c.general,
+        overwrite: Overwrite::member(carol, Permissions::ATTACH_FILES, Permissions::EMBED_LINKS),
+        now_ms,
+    })
+    .await;
+    w.guild_command(g, alice, None, |now_ms| GuildCommand::SetOverwrite {
+        actor: alice,
+        channel_id: c.general,
+        overwrite: Overwrite::member(carol, Permissions::ATTACH_FILES, Permissions::NONE),
+        now_ms,
+    })
+    .await;
+    w.guild_command(g, alice, Some("slow down"), |now_ms| {
+        GuildCommand::EditChannel {
+            actor: alice,
+            channel_id: c.general,
+            name: None,
+            topic: Some(Some(domain::values::Topic::parse("be nice").unwrap())),
+            nsfw: None,
+            position: None,
+            parent_id: None,
+            rate_limit_per_user: Some(10),
+            lock_permissions: false,
+            now_ms,
+        }
+    })
+    .await;
+    // A kick (dave comes back), a ban that stays, a ban that is lifted.
+    w.guild_command(g, bob, Some("spam"), |now_ms| GuildCommand::KickMember {
+        actor: bob,
+        user_id: dave,
+        now_ms,
+    })
+    .await;
+    w.join(dave, "chorus").await;
+    let banned = w
+        .guild_command(g, bob, Some("more spam"), |now_ms| {
+            GuildCommand::BanMember {
+                actor: bob,
+                user_id: dave,
+                delete_message_seconds: 0,
+                now_ms,
+            }
+        })
+        .await;
+    assert!(matches!(banned[0], GuildEvent::MemberBanned { .. }));
+    w.guild_command(g, bob, None, |now_ms| GuildCommand::BanMember {
+        actor: bob,
+        user_id: eve,
+        delete_message_seconds: 0,
+        now_ms,
+    })
+    .await;
+    w.guild_command(g, bob, Some("forgiven"), |now_ms| {
+        GuildCommand::UnbanMember {
+            actor: bob,
+            user_id: eve,
+            now_ms,
+        }
+    })
+    .await;
+    Moderation {
+        carol,
+        dave,
+        eve,
+        mods,
+        helpers,
+        removed,
     }
 }
