@@ -2,6 +2,7 @@
 //! on the embedded shape (SQLite, in-process bus) and the clustered shape (PostgreSQL,
 //! NATS).
 
+mod applications;
 mod bad_input;
 mod cli;
 mod compose;
