@@ -55,5 +55,34 @@ if ! reachable "$nats_hostport"; then
   fi
 fi
 
+# The conformance suite (tests/conformance) runs real discord.py and discord.js bots:
+# install their pinned versions into project-local folders (again only when the pins
+# change).
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "error: python3 with venv and ensurepip is needed for the discord.py conformance test." >&2
+  echo "       Install it (apt-get install python3 python3-venv)." >&2
+  exit 1
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 \
+  || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
+  echo "error: node >= 18 and npm are needed for the discord.js conformance test." >&2
+  echo "       Install them (apt-get install nodejs npm)." >&2
+  exit 1
+fi
+venv=target/conformance/venv
+requirements=conformance/python/requirements.txt
+if ! [ -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
+  echo "installing discord.py into $venv ..."
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
+fi
+if ! cmp -s conformance/js/package-lock.json conformance/js/node_modules/.chorus-lock.json; then
+  echo "installing discord.js into conformance/js/node_modules ..."
+  (cd conformance/js && npm ci --no-audit --no-fund --loglevel=error)
+  cp conformance/js/package-lock.json conformance/js/node_modules/.chorus-lock.json
+fi
+
 export CHORUS_TEST_DATABASE_URL="$pg_url" CHORUS_TEST_NATS_URL="$nats_url"
 cargo test --workspace "$@"
