@@ -14,5 +14,6 @@ mod world;
 
 mod js;
 mod python;
+mod rest;
 mod serenity;
 mod twilight;
