@@ -30,7 +30,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a Chorus node (embedded by default: SQLite under --data-dir, in-process bus).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Inspect or rebuild projections (read models).
@@ -84,6 +84,8 @@ pub struct ServeArgs {
     /// Heartbeat interval announced to gateway clients, in milliseconds.
     #[arg(long, env = "CHORUS_HEARTBEAT_INTERVAL_MS", default_value_t = 41_250)]
     pub heartbeat_interval_ms: u64,
+    #[command(flatten)]
+    pub voice: crate::voice::VoiceArgs,
 }
 
 /// Which database a node uses.
@@ -138,6 +140,7 @@ impl ServeArgs {
         if self.heartbeat_interval_ms < 1000 || self.heartbeat_interval_ms > 600_000 {
             bail!("--heartbeat-interval-ms must be between 1000 and 600000");
         }
+        self.voice.validate()?;
         if let Some(url) = &self.public_url {
             if !url.starts_with("ws://") && !url.starts_with("wss://") {
                 bail!("--public-url must start with ws:// or wss://, got {url:?}");
@@ -168,7 +171,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             args.validate()?;
-            crate::node::serve(args).await
+            crate::node::serve(*args).await
         }
         Command::Migrate(db) => {
             let database = db.database()?;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod node;
+mod voice;
 
 use clap::Parser;
 

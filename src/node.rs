@@ -117,16 +117,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = gateway::GatewayConfig {
         public_ws_url: public_ws_url.clone(),
         heartbeat_interval: args.heartbeat_interval(),
+        voice: Some(args.voice.routing(addr)),
         ..Default::default()
     };
     let state = gateway::AppState {
-        commands,
+        commands: commands.clone(),
         projections: projections.clone(),
         db: read.clone(),
         hub: gateway::ws::Hub::new(bus.clone(), store.clone(), read.clone()),
         config: Arc::new(config),
     };
-    let app = gateway::router(state);
+    let app = if args.voice.serves_api() {
+        gateway::router(state)
+    } else {
+        axum::Router::new()
+    };
+    let app = match args.voice.serves_voice() {
+        true => app.merge(crate::voice::start(&args.voice, addr, commands, bus.clone()).await?),
+        false => app,
+    };
     let shape = match (&database, &args.nats_url) {
         (Database::Sqlite(_), _) => "embedded (SQLite, in-process bus)",
         (Database::Postgres(_), Some(_)) => "cluster (PostgreSQL, NATS)",

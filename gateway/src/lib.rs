@@ -31,6 +31,8 @@ pub struct GatewayConfig {
     pub heartbeat_interval: Duration,
     /// How long a write waits for the read models to include it before answering.
     pub read_your_writes_timeout: Duration,
+    /// Voice: how op 4 is answered (token secret, where rooms live). `None`: no voice.
+    pub voice: Option<voice::placement::VoiceRouting>,
 }
 
 impl Default for GatewayConfig {
@@ -39,6 +41,7 @@ impl Default for GatewayConfig {
             public_ws_url: "ws://127.0.0.1:8080".into(),
             heartbeat_interval: Duration::from_millis(41_250),
             read_your_writes_timeout: Duration::from_secs(5),
+            voice: None,
         }
     }
 }

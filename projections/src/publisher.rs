@@ -234,6 +234,17 @@ impl Renderer {
                     Err(err) => skip(e, &err),
                 }
             }
+            "voice" => {
+                let Some(guild_id) =
+                    stream_id_part(&e.stream_id).and_then(|s| s.parse::<GuildId>().ok())
+                else {
+                    return Ok(Vec::new());
+                };
+                match domain::voice::VoiceEvent::from_stored(&e.event_type, e.version, data) {
+                    Ok(ev) => vec![self.voice_state(conn, e, guild_id, ev).await?],
+                    Err(err) => skip(e, &err),
+                }
+            }
             "invite" => match InviteEvent::from_stored(&e.event_type, e.version, data) {
                 Ok(ev) => self.invite_event(conn, e, ev).await?,
                 Err(err) => skip(e, &err),
@@ -281,6 +292,52 @@ impl Renderer {
                 }
             })
             .collect())
+    }
+
+    /// VOICE_STATE_UPDATE to the guild: the user's voice state with their member (server
+    /// mute and deafen are the member's).
+    async fn voice_state(
+        &mut self,
+        conn: &mut AnyConnection,
+        e: &RecordedEvent,
+        guild_id: GuildId,
+        ev: domain::voice::VoiceEvent,
+    ) -> Result<Outgoing> {
+        let domain::voice::VoiceEvent::VoiceStateChanged {
+            user_id,
+            channel_id,
+            session_id,
+            self_mute,
+            self_deaf,
+            ..
+        } = ev;
+        let user = self.user(conn, user_id).await?;
+        let member = queries::member_row(conn, guild_id, user_id)
+            .await?
+            .map(|m| render::member(&m, user.as_ref()));
+        let (mute, deaf) = member.as_ref().map_or((false, false), |m| (m.mute, m.deaf));
+        let data = serde_json::json!({
+            "guild_id": guild_id.to_string(),
+            "channel_id": channel_id.map(|c| c.to_string()),
+            "user_id": user_id.to_string(),
+            "member": member,
+            "session_id": session_id.unwrap_or_default(),
+            "deaf": deaf,
+            "mute": mute,
+            "self_deaf": self_deaf,
+            "self_mute": self_mute,
+            "self_stream": false,
+            "self_video": false,
+            "suppress": false,
+            "request_to_speak_timestamp": null,
+        });
+        let mut env = envelope(e, Some("VOICE_STATE_UPDATE"), data);
+        env.guild_id = Some(guild_id.get());
+        env.user_ids = vec![user_id.get()];
+        Ok(Outgoing {
+            subject: subjects::guild(guild_id.get(), "voice_state_update"),
+            envelope: env,
+        })
     }
 
     fn plain_user(&self, e: &RecordedEvent, user_id: UserId) -> Outgoing {

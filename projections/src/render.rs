@@ -95,7 +95,7 @@ pub(crate) fn channel(row: &ChannelRow) -> wire::Channel {
         rate_limit_per_user: u32::try_from(row.rate_limit_per_user).unwrap_or(0),
         voice: (row.kind == VOICE_TYPE).then_some(wire::VoiceFields {
             bitrate: VOICE_BITRATE,
-            user_limit: 0,
+            user_limit: domain::voice::DEFAULT_USER_LIMIT,
             rtc_region: None,
         }),
     }

@@ -61,6 +61,16 @@ pub struct VoiceRouting {
     pub token_ttl: Duration,
 }
 
+impl std::fmt::Debug for VoiceRouting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceRouting")
+            .field("tokens", &"<secret>")
+            .field("placement", &self.placement)
+            .field("token_ttl", &self.token_ttl)
+            .finish()
+    }
+}
+
 /// VOICE_SERVER_UPDATE's `token` and `endpoint`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerUpdate {
