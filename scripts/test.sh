@@ -84,5 +84,23 @@ if ! cmp -s conformance/js/package-lock.json conformance/js/node_modules/.chorus
   cp conformance/js/package-lock.json conformance/js/node_modules/.chorus-lock.json
 fi
 
+# Voice: the browser test (tests/e2e/voice.rs) drives headless Chromium, and str0m builds
+# against the system OpenSSL.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium ..."
+    apt-get install -y chromium >/dev/null 2>&1 \
+      || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }
+  fi
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "error: chromium is needed for the voice browser test (apt-get install chromium)." >&2
+    exit 1
+  fi
+fi
+if ! pkg-config --exists openssl 2>/dev/null; then
+  echo "error: OpenSSL headers are needed to build voice/ (apt-get install libssl-dev pkg-config)." >&2
+  exit 1
+fi
+
 export CHORUS_TEST_DATABASE_URL="$pg_url" CHORUS_TEST_NATS_URL="$nats_url"
 cargo test --workspace "$@"

@@ -225,3 +225,241 @@ async fn two_members_talk_in_a_voice_channel(shape: Shape) {
 async fn two_members_talk_in_a_voice_channel_embedded() {
     two_members_talk_in_a_voice_channel(Shape::Embedded).await;
 }
+
+/// The page script: gateway, op 4, voice WebSocket and an RTCPeerConnection with the fake
+/// microphone; resolves when the SDP answer is applied.
+const PAGE_JOIN: &str = r#"
+(async (gatewayUrl, token, guildId, channelId) => {
+  const frames = (ws) => { const q = []; const waiters = [];
+    ws.onmessage = (m) => { const v = JSON.parse(m.data); const w = waiters.findIndex(([f]) => f(v));
+      if (w >= 0) { const [[, r]] = waiters.splice(w, 1); r(v); } else q.push(v); };
+    return (f) => new Promise((r) => { const i = q.findIndex(f); if (i >= 0) { r(q.splice(i, 1)[0]); } else waiters.push([f, r]); }); };
+  const open = (url) => new Promise((r, e) => { const ws = new WebSocket(url); ws.onopen = () => r(ws); ws.onerror = e; });
+  const gw = await open(gatewayUrl + '/?v=10&encoding=json'); const gwNext = frames(gw);
+  await gwNext((v) => v.op === 10);
+  gw.send(JSON.stringify({op: 2, d: {token, intents: 129, properties: {os: 'linux', browser: 'chromium', device: 'chromium'}}}));
+  const ready = await gwNext((v) => v.t === 'READY');
+  setInterval(() => gw.send(JSON.stringify({op: 1, d: null})), 10000);
+  gw.send(JSON.stringify({op: 4, d: {guild_id: guildId, channel_id: channelId, self_mute: false, self_deaf: false}}));
+  const server = (await gwNext((v) => v.t === 'VOICE_SERVER_UPDATE')).d;
+  const vws = await open('ws://' + server.endpoint + '?v=8'); const vNext = frames(vws);
+  await vNext((v) => v.op === 8);
+  vws.send(JSON.stringify({op: 0, d: {server_id: guildId, user_id: ready.d.user.id, session_id: ready.d.session_id, token: server.token}}));
+  await vNext((v) => v.op === 2);
+  setInterval(() => vws.send(JSON.stringify({op: 3, d: {t: Date.now()}})), 5000);
+  const pc = new RTCPeerConnection();
+  const media = await navigator.mediaDevices.getUserMedia({audio: true});
+  pc.addTrack(media.getAudioTracks()[0], media);
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  await pc.setLocalDescription(await pc.createOffer());
+  vws.send(JSON.stringify({op: 1, d: {protocol: 'webrtc', data: pc.localDescription.sdp}}));
+  const desc = await vNext((v) => v.op === 4);
+  await pc.setRemoteDescription({type: 'answer', sdp: desc.d.sdp});
+  window.__pc = pc; window.__gw = gw; window.__vws = vws;
+  return 'joined';
+})"#;
+
+/// Inbound audio packets this page has received.
+const PAGE_INBOUND: &str = r#"(async () => { let n = 0;
+  (await window.__pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio') n += r.packetsReceived; });
+  return n; })()"#;
+
+struct Cdp {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl Cdp {
+    async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("CDP answer within 30 s")
+                .expect("CDP open")
+                .expect("CDP ok");
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method} failed: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    async fn eval(&mut self, session: &str, expression: String) -> Value {
+        let r = self
+            .call(
+                Some(session),
+                "Runtime.evaluate",
+                json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        assert!(
+            r.get("exceptionDetails").is_none(),
+            "page script failed: {r}"
+        );
+        r["result"]["value"].clone()
+    }
+}
+
+/// Two headless Chromium pages (fake microphone) join one voice channel through the
+/// gateway and the voice WebSocket with RTCPeerConnection, and each page's getStats shows
+/// inbound audio from the other growing. Fails if chromium is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_chromium_pages_hear_each_other_through_the_sfu() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium is not installed: apt-get install chromium (scripts/test.sh does)");
+    let server = Server::start(&Shape::Embedded);
+    let anon = server.api(None);
+    let (alice, _) = anon.register("alice").await;
+    let (bob, _) = anon.register("bob").await;
+    let guild = alice
+        .ok("POST", "/guilds", Some(json!({"name": "Browsers"})))
+        .await;
+    let guild_id = guild["id"].as_str().unwrap().to_owned();
+    let room = alice
+        .ok(
+            "POST",
+            &format!("/guilds/{guild_id}/channels"),
+            Some(json!({"name": "talk", "type": 2})),
+        )
+        .await;
+    let room_id = room["id"].as_str().unwrap().to_owned();
+    let invite = alice
+        .ok(
+            "POST",
+            &format!("/channels/{room_id}/invites"),
+            Some(json!({"max_age": 3600})),
+        )
+        .await;
+    bob.ok(
+        "POST",
+        &format!("/invites/{}", invite["code"].as_str().unwrap()),
+        None,
+    )
+    .await;
+
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--allow-loopback-in-peer-connection",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let port_file = profile.path().join("DevToolsActivePort");
+    let end = Instant::now() + Duration::from_secs(30);
+    let devtools = loop {
+        if let Ok(s) = std::fs::read_to_string(&port_file) {
+            let mut lines = s.lines();
+            if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
+                break format!("ws://127.0.0.1:{port}{path}");
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "chromium did not open its DevTools port"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (ws, _) = tokio_tungstenite::connect_async(devtools)
+        .await
+        .expect("CDP");
+    let mut cdp = Cdp { ws, next_id: 0 };
+
+    let mut pages = Vec::new();
+    for token in [alice.token.clone().unwrap(), bob.token.clone().unwrap()] {
+        // An http://127.0.0.1 page is a secure context (getUserMedia works there).
+        let target = cdp
+            .call(
+                None,
+                "Target.createTarget",
+                json!({"url": format!("{}/api/v10/gateway", server.http)}),
+            )
+            .await;
+        let session = cdp
+            .call(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let joined = cdp
+            .eval(
+                &session,
+                format!(
+                    "{PAGE_JOIN}({:?}, {:?}, {:?}, {:?})",
+                    server.ws, token, guild_id, room_id
+                ),
+            )
+            .await;
+        assert_eq!(joined, "joined");
+        pages.push(session);
+    }
+    let mut first = Vec::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    for page in &pages {
+        loop {
+            let n = cdp
+                .eval(page, PAGE_INBOUND.to_owned())
+                .await
+                .as_u64()
+                .unwrap_or(0);
+            if n > 0 {
+                first.push(n);
+                break;
+            }
+            assert!(Instant::now() < end, "a page received no inbound audio");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (page, before) in pages.iter().zip(first) {
+        let after = cdp
+            .eval(page, PAGE_INBOUND.to_owned())
+            .await
+            .as_u64()
+            .unwrap();
+        assert!(
+            after >= before + 50,
+            "inbound audio grows: {before} -> {after}"
+        );
+    }
+    let _ = browser.kill();
+    let _ = browser.wait();
+}
