@@ -21,6 +21,7 @@ use crate::{json_body, AppState};
 use projections::queries;
 
 mod applications;
+mod moderation;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .route("/invites/{code}", get(get_invite).post(accept_invite))
         .route("/gateway", get(gateway))
         .route("/gateway/bot", get(gateway_bot))
+        .merge(moderation::routes())
         .merge(applications::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

@@ -285,6 +285,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn connect(url: &str, token: &str) -> Gateway {
+        Self::connect_with_intents(url, token, 33281).await
+    }
+
+    /// Connects and identifies with the given intents.
+    pub async fn connect_with_intents(url: &str, token: &str, intents: u64) -> Gateway {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}/?v=10&encoding=json"))
             .await
             .expect("gateway connect");
@@ -292,7 +297,7 @@ impl Gateway {
         assert_eq!(hello["op"], 10, "first frame is HELLO: {hello}");
         assert!(hello["d"]["heartbeat_interval"].as_u64().unwrap() > 0);
         ws.send(Message::Text(
-            json!({ "op": 2, "d": { "token": token, "intents": 33281, "properties": { "os": "linux", "browser": "e2e", "device": "e2e" } } })
+            json!({ "op": 2, "d": { "token": token, "intents": intents, "properties": { "os": "linux", "browser": "e2e", "device": "e2e" } } })
                 .to_string()
                 .into(),
         ))

@@ -8,3 +8,4 @@ mod cli;
 mod compose;
 mod harness;
 mod messaging;
+mod moderation;
