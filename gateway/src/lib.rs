@@ -6,6 +6,7 @@
 
 mod error;
 mod extract;
+mod ratelimit;
 mod rest;
 pub mod ws;
 
@@ -31,6 +32,9 @@ pub struct GatewayConfig {
     pub heartbeat_interval: Duration,
     /// How long a write waits for the read models to include it before answering.
     pub read_your_writes_timeout: Duration,
+    /// REST requests allowed per second per token (or client address), Discord's global
+    /// limit; 0 turns rate limiting off.
+    pub rate_limit_per_second: u32,
     /// Voice: how op 4 is answered (token secret, where rooms live). `None`: no voice.
     pub voice: Option<voice::placement::VoiceRouting>,
 }
@@ -41,6 +45,7 @@ impl Default for GatewayConfig {
             public_ws_url: "ws://127.0.0.1:8080".into(),
             heartbeat_interval: Duration::from_millis(41_250),
             read_your_writes_timeout: Duration::from_secs(5),
+            rate_limit_per_second: 50,
             voice: None,
         }
     }
@@ -113,6 +118,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            ratelimit::RateLimiter::new(state.config.rate_limit_per_second),
+            ratelimit::limit,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let request_id = req

@@ -18,6 +18,8 @@ const SESSION_BUFFER: usize = 512;
 pub struct Dispatch {
     pub name: String,
     pub data: Box<str>,
+    /// What intent filtering needs (see `intents.rs`, which builds dispatches).
+    pub(crate) meta: super::intents::Meta,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -314,11 +316,10 @@ impl Hub {
         let Some(name) = env.dispatch.clone() else {
             return;
         };
-        let data = match serde_json::to_string(&env.data) {
-            Ok(d) => d.into_boxed_str(),
-            Err(_) => return,
+        let Some(dispatch) = Dispatch::new(name, &env.data) else {
+            return;
         };
-        let dispatch = Arc::new(Dispatch { name, data });
+        let dispatch = Arc::new(dispatch);
         let joins = match (topic, dispatch.name.as_str(), env.guild_id) {
             (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),
             _ => None,

@@ -1,8 +1,13 @@
 //! The WebSocket gateway (Discord gateway v10, JSON encoding): HELLO, IDENTIFY, READY,
-//! GUILD_CREATE, heartbeats, and dispatches with a per-session sequence `s`.
+//! GUILD_CREATE, heartbeats, dispatches with a per-session sequence `s` filtered by
+//! intents, RESUME, transport compression, and Discord's limits and close codes.
 
+mod compress;
 mod hub;
+pub mod intents;
+mod resume;
 mod session;
+mod voice;
 
 pub use hub::{Dispatch, Hub, Mailbox};
 pub use session::upgrade;
