@@ -175,15 +175,11 @@ async fn create_guild(
     Ok(created(&guild))
 }
 
-/// Checks that the user is a member of the guild (the guild must exist).
+/// Checks that the user is a member of the guild, by the permission cache (so a member
+/// kicked or banned a moment ago is refused at once): Unknown Guild, Missing Access.
 async fn require_member(s: &AppState, guild_id: GuildId, auth: Auth) -> ApiResult<()> {
-    if queries::is_member(&s.db, guild_id, auth.user_id).await? {
-        return Ok(());
-    }
-    if queries::guild(&s.db, guild_id).await?.is_none() {
-        return Err(ApiError::Unknown(Resource::Guild));
-    }
-    Err(ApiError::MissingAccess)
+    s.commands.guild_access(auth.user_id, guild_id).await?;
+    Ok(())
 }
 
 async fn get_guild(
@@ -205,8 +201,11 @@ async fn guild_channels(
     Path(guild_id): Path<String>,
 ) -> ApiResult<Response> {
     let guild_id: GuildId = path_id(&guild_id, "guild_id")?;
-    require_member(&s, guild_id, auth).await?;
-    Ok(ok(&queries::guild_channels(&s.db, guild_id).await?))
+    // Only the channels this member can view.
+    let visible = s.commands.visible_channels(auth.user_id, guild_id).await?;
+    let mut channels = queries::guild_channels(&s.db, guild_id).await?;
+    channels.retain(|c| visible.contains(&c.id));
+    Ok(ok(&channels))
 }
 
 #[derive(Deserialize)]
@@ -263,19 +262,28 @@ async fn create_channel(
 
 // ---- channels ---------------------------------------------------------------------
 
+/// The user's permissions in a channel they can view (VIEW_CHANNEL), judged by the
+/// permission cache: Unknown Channel, or Missing Access for a channel they cannot view
+/// (also for non-members of its guild).
+async fn channel_access(
+    s: &AppState,
+    channel_id: ChannelId,
+    auth: Auth,
+) -> ApiResult<domain::permissions::Permissions> {
+    let (_, perms) = s.commands.channel_access(auth.user_id, channel_id).await?;
+    Ok(perms)
+}
+
 /// The channel, if the user may see it.
 async fn visible_channel(
     s: &AppState,
     channel_id: ChannelId,
     auth: Auth,
 ) -> ApiResult<projections::wire::Channel> {
-    let channel = queries::channel(&s.db, channel_id)
+    channel_access(s, channel_id, auth).await?;
+    queries::channel(&s.db, channel_id)
         .await?
-        .ok_or(ApiError::Unknown(Resource::Channel))?;
-    match channel.guild_id {
-        Some(guild_id) if queries::is_member(&s.db, guild_id, auth.user_id).await? => Ok(channel),
-        _ => Err(ApiError::MissingAccess),
-    }
+        .ok_or(ApiError::Unknown(Resource::Channel))
 }
 
 async fn get_channel(
@@ -419,7 +427,11 @@ async fn list_messages(
         Some(("around", Some(id))) => queries::MessageAnchor::Around(*id),
         _ => queries::MessageAnchor::Latest,
     };
-    visible_channel(&s, channel_id, auth).await?;
+    // As on Discord: without READ_MESSAGE_HISTORY the history is empty.
+    let perms = channel_access(&s, channel_id, auth).await?;
+    if !perms.contains(domain::permissions::Permissions::READ_MESSAGE_HISTORY) {
+        return Ok(ok(&Vec::<serde_json::Value>::new()));
+    }
     Ok(ok(&queries::messages(&s.db, channel_id, page, limit).await?))
 }
 
@@ -430,7 +442,10 @@ async fn get_message(
 ) -> ApiResult<Response> {
     let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
     let message_id: MessageId = path_id(&message_id, "message_id")?;
-    visible_channel(&s, channel_id, auth).await?;
+    let perms = channel_access(&s, channel_id, auth).await?;
+    if !perms.contains(domain::permissions::Permissions::READ_MESSAGE_HISTORY) {
+        return Err(ApiError::MissingPermissions);
+    }
     let message = queries::message(&s.db, channel_id, message_id)
         .await?
         .ok_or(ApiError::Unknown(Resource::Message))?;

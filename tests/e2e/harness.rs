@@ -245,8 +245,14 @@ impl Api {
         }
     }
 
+    /// Calls and expects success; a 429 is waited out and retried, as clients do.
     pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let r = self.call(method, path, body).await;
+        let mut r = self.call(method, path, body.clone()).await;
+        while r.status == 429 {
+            let wait = r.body["retry_after"].as_f64().unwrap_or(0.1);
+            tokio::time::sleep(Duration::from_secs_f64(wait.clamp(0.001, 5.0))).await;
+            r = self.call(method, path, body.clone()).await;
+        }
         assert!(
             (200..300).contains(&r.status),
             "{method} {path} failed: {r:?}"

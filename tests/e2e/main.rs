@@ -2,6 +2,7 @@
 //! on the embedded shape (SQLite, in-process bus) and the clustered shape (PostgreSQL,
 //! NATS).
 
+mod authorization;
 mod applications;
 mod bad_input;
 mod cli;
@@ -9,3 +10,5 @@ mod compose;
 mod harness;
 mod messaging;
 mod moderation;
+mod visibility;
+mod voice;

@@ -29,6 +29,7 @@ enum Topic {
 }
 
 struct Session {
+    user: u64,
     mailbox: Arc<Mailbox>,
 }
 
@@ -97,6 +98,8 @@ pub struct Hub {
     store: store::DynStore,
     db: projections::ReadDb,
     routes: Mutex<Routes>,
+    /// Each followed guild's permissions, for judging who receives what.
+    views: super::audience::Views,
     /// Live bus subscriptions; guarded by an async mutex because subscribing awaits.
     pumps: tokio::sync::Mutex<HashMap<Topic, AbortHandle>>,
     next_id: std::sync::atomic::AtomicU64,
@@ -126,8 +129,9 @@ impl Hub {
     pub fn new(bus: Arc<dyn Bus>, store: store::DynStore, db: projections::ReadDb) -> Arc<Hub> {
         Arc::new_cyclic(|me| Hub {
             bus,
-            store,
+            store: store.clone(),
             db,
+            views: super::audience::Views::new(store.clone()),
             routes: Mutex::default(),
             pumps: tokio::sync::Mutex::default(),
             next_id: 1.into(),
@@ -162,6 +166,7 @@ impl Hub {
         routes.sessions.insert(
             id,
             Session {
+                user: user_id,
                 mailbox: mailbox.clone(),
             },
         );
@@ -229,22 +234,34 @@ impl Hub {
                 if let Some(p) = pumps.remove(&t) {
                     p.abort();
                 }
+                if let Topic::Guild(g) = t {
+                    self.views.forget(g);
+                }
             }
         }
     }
 
     /// Adds a session to a guild it just joined, subscribing the node if needed.
-    async fn join(&self, session: u64, guild: u64) -> Result<(), bus::BusError> {
-        self.ensure(&[Topic::Guild(guild)]).await?;
-        let mut routes = self.routes();
-        if routes.sessions.contains_key(&session) {
-            routes
-                .members
-                .entry(Topic::Guild(guild))
-                .or_default()
-                .insert(session);
-        }
-        Ok(())
+    ///
+    /// Boxed with an explicit `Send`: delivering spawns it, and it spawns the pump that
+    /// delivers, so the compiler needs this cycle broken with a named type.
+    fn join(
+        &self,
+        session: u64,
+        guild: u64,
+    ) -> futures::future::BoxFuture<'_, Result<(), bus::BusError>> {
+        Box::pin(async move {
+            self.ensure(&[Topic::Guild(guild)]).await?;
+            let mut routes = self.routes();
+            if routes.sessions.contains_key(&session) {
+                routes
+                    .members
+                    .entry(Topic::Guild(guild))
+                    .or_default()
+                    .insert(session);
+            }
+            Ok(())
+        })
     }
 
     /// The subject prefix of a topic's bus subscription.
@@ -280,7 +297,7 @@ impl Hub {
                 }
             }
         }
-        self.deliver(topic, env);
+        self.deliver(topic, env).await;
     }
 
     /// Delivers the events of `stream` from `from` to `to` (revisions) that this topic
@@ -304,7 +321,7 @@ impl Hub {
                 let prefix = Self::prefix(topic);
                 for (subject, env) in rendered {
                     if subject.starts_with(&prefix) {
-                        self.deliver(topic, env);
+                        self.deliver(topic, env).await;
                     }
                 }
             }
@@ -312,10 +329,54 @@ impl Hub {
         }
     }
 
-    fn deliver(&self, topic: Topic, env: Envelope) {
+    /// Removes from a GUILD_CREATE payload the channels `user` cannot view; false when
+    /// the user is not a member of that guild (nothing may be sent).
+    pub(crate) async fn filter_guild_create(&self, user: u64, data: &mut serde_json::Value) -> bool {
+        super::audience::filter_guild_create(&self.views, user, data).await
+    }
+
+    async fn deliver(&self, topic: Topic, mut env: Envelope) {
         let Some(name) = env.dispatch.clone() else {
+            // Not for clients, but the guild's view must still take it in.
+            if let Topic::Guild(g) = topic {
+                self.views.judge(g, &env, &[]).await;
+            }
             return;
         };
+        // Who follows the topic, and which of them may see this dispatch.
+        let mut targets: Vec<(u64, u64, Arc<Mailbox>)> = {
+            let routes = self.routes();
+            routes
+                .members
+                .get(&topic)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| {
+                    routes
+                        .sessions
+                        .get(id)
+                        .map(|s| (*id, s.user, s.mailbox.clone()))
+                })
+                .collect()
+        };
+        match topic {
+            Topic::Guild(g) => {
+                let users: Vec<u64> = targets.iter().map(|t| t.1).collect();
+                let verdicts = self.views.judge(g, &env, &users).await;
+                let mut verdicts = verdicts.into_iter();
+                targets.retain(|_| verdicts.next().unwrap_or(false));
+            }
+            Topic::User(u) if name == "GUILD_CREATE" => {
+                // A guild joined: only the channels this user can view.
+                if !self.filter_guild_create(u, &mut env.data).await {
+                    return;
+                }
+            }
+            Topic::User(_) => {}
+        }
+        if targets.is_empty() {
+            return;
+        }
         let Some(dispatch) = Dispatch::new(name, &env.data) else {
             return;
         };
@@ -324,17 +385,7 @@ impl Hub {
             (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),
             _ => None,
         };
-        let targets: Vec<(u64, Arc<Mailbox>)> = {
-            let routes = self.routes();
-            routes
-                .members
-                .get(&topic)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| routes.sessions.get(id).map(|s| (*id, s.mailbox.clone())))
-                .collect()
-        };
-        for (id, mailbox) in targets {
+        for (id, _, mailbox) in targets {
             if let Some(guild) = joins {
                 // Subscribe to the guild before the client learns it joined, so it sees
                 // every later event of the guild.

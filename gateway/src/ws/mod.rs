@@ -2,6 +2,7 @@
 //! GUILD_CREATE, heartbeats, dispatches with a per-session sequence `s` filtered by
 //! intents, RESUME, transport compression, and Discord's limits and close codes.
 
+mod audience;
 mod compress;
 mod hub;
 pub mod intents;

@@ -446,7 +446,16 @@ impl Connection {
                 .await
                 .map_err(internal)?
             {
-                let payload = serde_json::to_value(&payload).unwrap_or_default();
+                let mut payload = serde_json::to_value(&payload).unwrap_or_default();
+                // Only the channels this user can view (ws/audience.rs).
+                if !self
+                    .state
+                    .hub
+                    .filter_guild_create(user_id.get(), &mut payload)
+                    .await
+                {
+                    continue;
+                }
                 self.deliver_own(&mut session, "GUILD_CREATE", &payload)
                     .await?;
             }

@@ -1,0 +1,217 @@
+//! Who may receive a guild's dispatch.
+//!
+//! The hub keeps, per guild it follows, a view of the guild's permission pieces (roles,
+//! members, channels with overwrites, owner: the Guild aggregate's state) that advances
+//! through the guild's stream in step with the bus: a guild event's dispatch is judged
+//! once the view includes that event, and a message is judged by the guild as of the
+//! newest guild event published before it. So each dispatch is judged by the
+//! permissions at its place in the log, on every node alike:
+//!
+//! - channel events (messages, channel objects, invites, typing) reach only members who
+//!   can VIEW_CHANNEL that channel; CHANNEL_DELETE is judged just before the deletion;
+//! - GUILD_AUDIT_LOG_ENTRY_CREATE reaches only members with VIEW_AUDIT_LOG;
+//! - every other guild dispatch reaches members only (not someone just kicked).
+//!
+//! A view that cannot be read from the log fails closed: nothing is delivered, and the
+//! error is logged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bus::Envelope;
+use domain::guild::GuildState;
+use domain::permissions::Permissions;
+use domain::{Aggregate, ChannelId, DomainEvent, GuildId, UserId};
+use store::{Direction, DynStore};
+
+/// Which members a dispatch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// Every member of the guild.
+    Members,
+    /// Members who can view the channel.
+    Channel(ChannelId),
+    /// Members holding these guild permissions.
+    Holding(Permissions),
+}
+
+impl Audience {
+    pub(crate) fn of(env: &Envelope) -> Audience {
+        if env.dispatch.as_deref() == Some("GUILD_AUDIT_LOG_ENTRY_CREATE") {
+            return Audience::Holding(Permissions::VIEW_AUDIT_LOG);
+        }
+        match env.channel_id {
+            Some(c) => Audience::Channel(ChannelId::new(c)),
+            None => Audience::Members,
+        }
+    }
+
+    pub(crate) fn allows(self, guild: &GuildState, user: UserId, now_ms: u64) -> bool {
+        if !guild.is_member(user) {
+            return false;
+        }
+        match self {
+            Audience::Members => true,
+            Audience::Channel(c) => guild
+                .channel_permissions(user, c, now_ms)
+                .contains(Permissions::VIEW_CHANNEL),
+            Audience::Holding(p) => guild.guild_permissions(user, now_ms).contains(p),
+        }
+    }
+}
+
+/// One guild's permission pieces as of a revision of its stream.
+#[derive(Default)]
+struct View {
+    revision: u64,
+    state: GuildState,
+}
+
+impl View {
+    /// Applies the guild's events up to revision `to` (inclusive; `u64::MAX`: all).
+    async fn advance(&mut self, store: &DynStore, guild: GuildId, to: u64) -> Result<(), String> {
+        const PAGE: usize = 1000;
+        let stream = domain::streams::guild(guild);
+        while self.revision < to {
+            let want = usize::try_from(to - self.revision).unwrap_or(PAGE).min(PAGE);
+            let events = store
+                .read_stream(&stream, self.revision + 1, Direction::Forwards, want)
+                .await
+                .map_err(|e| e.to_string())?;
+            let n = events.len();
+            for e in events {
+                let event = <GuildState as Aggregate>::Event::from_stored(
+                    &e.event_type,
+                    e.version,
+                    e.data,
+                )
+                .map_err(|e| e.to_string())?;
+                self.state.evolve(&event);
+                self.revision = e.revision;
+            }
+            if n < want {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The hub's guild views.
+pub(crate) struct Views {
+    store: DynStore,
+    views: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<View>>>>,
+}
+
+fn now_ms() -> u64 {
+    domain::timefmt::unix_ms(time::OffsetDateTime::now_utc())
+}
+
+impl Views {
+    pub(crate) fn new(store: DynStore) -> Views {
+        Views {
+            store,
+            views: Mutex::default(),
+        }
+    }
+
+    fn view(&self, guild: u64) -> Arc<tokio::sync::Mutex<View>> {
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        views.entry(guild).or_default().clone()
+    }
+
+    /// Forgets a guild nobody on this node follows any more.
+    pub(crate) fn forget(&self, guild: u64) {
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        views.remove(&guild);
+    }
+
+    /// For each of `users`, whether they may receive `env`, a dispatch of `guild`'s bus
+    /// subscription, judged at the event's place in the log. Advances the view.
+    pub(crate) async fn judge(&self, guild: u64, env: &Envelope, users: &[u64]) -> Vec<bool> {
+        let view = self.view(guild);
+        let mut v = view.lock().await;
+        let guild_id = GuildId::new(guild);
+        let own = env.stream_id == domain::streams::guild(guild_id);
+        // A deleted channel is judged by who could see it before the deletion.
+        let before = own && env.dispatch.as_deref() == Some("CHANNEL_DELETE");
+        let until = match (own, before) {
+            (true, false) => env.revision,
+            (true, true) => env.revision.saturating_sub(1),
+            // The first event of a guild this node starts following: the newest state.
+            (false, _) if v.revision == 0 => u64::MAX,
+            (false, _) => 0,
+        };
+        if let Err(e) = v.advance(&self.store, guild_id, until).await {
+            tracing::error!(guild, error = %e, "cannot read a guild's permissions; withholding a dispatch");
+            return vec![false; users.len()];
+        }
+        let audience = Audience::of(env);
+        let now = now_ms();
+        let verdicts = users
+            .iter()
+            .map(|u| audience.allows(&v.state, UserId::new(*u), now))
+            .collect();
+        if before {
+            if let Err(e) = v.advance(&self.store, guild_id, env.revision).await {
+                tracing::error!(guild, error = %e, "cannot read a guild's permissions");
+            }
+        }
+        verdicts
+    }
+
+    /// The channels of `guild` that `user` can view, by the guild's newest state; `None`
+    /// when the user is not a member.
+    pub(crate) async fn visible_channels(&self, guild: u64, user: u64) -> Option<HashSet<u64>> {
+        let view = self.view(guild);
+        let mut v = view.lock().await;
+        let guild_id = GuildId::new(guild);
+        if let Err(e) = v.advance(&self.store, guild_id, u64::MAX).await {
+            tracing::error!(guild, error = %e, "cannot read a guild's permissions");
+            return None;
+        }
+        let user = UserId::new(user);
+        if !v.state.is_member(user) {
+            return None;
+        }
+        let now = now_ms();
+        Some(
+            v.state
+                .channels
+                .keys()
+                .filter(|c| {
+                    v.state
+                        .channel_permissions(user, **c, now)
+                        .contains(Permissions::VIEW_CHANNEL)
+                })
+                .map(|c| c.get())
+                .collect(),
+        )
+    }
+}
+
+/// Removes the channels `user` cannot view from a GUILD_CREATE payload (its `channels`
+/// and `threads`); false when the user is not a member, and the payload must not be sent.
+pub(crate) async fn filter_guild_create(views: &Views, user: u64, data: &mut serde_json::Value) -> bool {
+    let Some(guild) = data
+        .get("id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let Some(visible) = views.visible_channels(guild, user).await else {
+        return false;
+    };
+    for key in ["channels", "threads"] {
+        if let Some(list) = data.get_mut(key).and_then(|v| v.as_array_mut()) {
+            list.retain(|c| {
+                c.get("id")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|id| visible.contains(&id))
+            });
+        }
+    }
+    true
+}
