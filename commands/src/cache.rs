@@ -71,7 +71,10 @@ pub async fn catch_up_both<A: Aggregate, B: Aggregate>(
 ) -> Result<(), CommandError> {
     const PAGE: usize = 1000;
     let events = store
-        .read_streams_forwards(&[(a_stream, a.revision + 1), (b_stream, b.revision + 1)], PAGE)
+        .read_streams_forwards(
+            &[(a_stream, a.revision + 1), (b_stream, b.revision + 1)],
+            PAGE,
+        )
         .await?;
     let split = events.partition_point(|e| e.stream_id == a_stream);
     let (of_a, of_b) = events.split_at(split);

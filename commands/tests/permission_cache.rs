@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use commands::{ChannelSpec, CommandError, Commands, Context, InviteSpec, MemberEdit, RoleEdit, RoleSpec};
+use commands::{
+    ChannelSpec, CommandError, Commands, Context, InviteSpec, MemberEdit, RoleEdit, RoleSpec,
+};
 use domain::guild::ChannelKind;
 use domain::permissions::{Overwrite, OverwriteTarget, Permissions};
 use domain::values::ChannelName;
@@ -113,14 +115,27 @@ async fn world(a: DynStore, b: DynStore) -> World {
 impl World {
     async fn send(&self, round: usize) -> Result<(), CommandError> {
         self.sender
-            .send_message(&self.member, self.channel, &format!("round {round}"), None, false, false)
+            .send_message(
+                &self.member,
+                self.channel,
+                &format!("round {round}"),
+                None,
+                false,
+                false,
+            )
             .await
             .map(|_| ())
     }
 
     async fn restore_role(&self) {
         self.admin
-            .set_member_role(&self.owner, self.guild, self.member.actor, self.speaker, true)
+            .set_member_role(
+                &self.owner,
+                self.guild,
+                self.member.actor,
+                self.speaker,
+                true,
+            )
             .await
             .unwrap();
     }
@@ -135,7 +150,10 @@ impl World {
                     allow: Permissions::NONE,
                     deny: Permissions::SEND_MESSAGES,
                 };
-                self.admin.set_overwrite(owner, self.channel, deny).await.unwrap();
+                self.admin
+                    .set_overwrite(owner, self.channel, deny)
+                    .await
+                    .unwrap();
                 "overwrite"
             }
             1 => {
@@ -165,11 +183,17 @@ impl World {
                     communication_disabled_until_ms: Some(Some(now_ms() + 600_000)),
                     ..MemberEdit::default()
                 };
-                self.admin.edit_member(owner, guild, member, edit).await.unwrap();
+                self.admin
+                    .edit_member(owner, guild, member, edit)
+                    .await
+                    .unwrap();
                 "timeout"
             }
             _ => {
-                self.admin.ban_member(owner, guild, member, 0).await.unwrap();
+                self.admin
+                    .ban_member(owner, guild, member, 0)
+                    .await
+                    .unwrap();
                 "ban"
             }
         }
@@ -204,11 +228,17 @@ impl World {
                     communication_disabled_until_ms: Some(None),
                     ..MemberEdit::default()
                 };
-                self.admin.edit_member(owner, guild, member, edit).await.unwrap();
+                self.admin
+                    .edit_member(owner, guild, member, edit)
+                    .await
+                    .unwrap();
             }
             _ => {
                 self.admin.unban_member(owner, guild, member).await.unwrap();
-                self.sender.accept_invite(&self.member, &self.invite).await.unwrap();
+                self.sender
+                    .accept_invite(&self.member, &self.invite)
+                    .await
+                    .unwrap();
                 self.restore_role().await;
             }
         }
@@ -220,9 +250,9 @@ async fn revoke_then_send(a: DynStore, b: DynStore) {
     let mut refused = std::collections::BTreeMap::<&str, usize>::new();
     for round in 0..ROUNDS {
         // Allowed, and the sending node's cache is warm.
-        w.send(round)
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: a send before the revocation failed: {e:?}"));
+        w.send(round).await.unwrap_or_else(|e| {
+            panic!("round {round}: a send before the revocation failed: {e:?}")
+        });
         let kind = w.revoke(round).await;
         match w.send(round).await {
             Err(CommandError::Domain(
@@ -233,7 +263,11 @@ async fn revoke_then_send(a: DynStore, b: DynStore) {
         w.undo(kind).await;
     }
     assert_eq!(refused.values().sum::<usize>(), ROUNDS, "{refused:?}");
-    assert_eq!(refused.len(), 5, "every kind of revocation ran: {refused:?}");
+    assert_eq!(
+        refused.len(),
+        5,
+        "every kind of revocation ran: {refused:?}"
+    );
 }
 
 /// A fresh PostgreSQL database; fails loudly when PostgreSQL is unreachable.
@@ -263,7 +297,10 @@ async fn no_send_is_accepted_after_a_revocation_on_another_node_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_send_is_accepted_after_a_revocation_on_another_node_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("chorus.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("chorus.db").display()
+    );
     let a: DynStore = Arc::new(store::sqlite::SqliteStore::open(&url).await.unwrap());
     let b: DynStore = Arc::new(store::sqlite::SqliteStore::open(&url).await.unwrap());
     revoke_then_send(a, b).await;
@@ -294,7 +331,9 @@ impl store::EventStore for Counting {
         limit: usize,
     ) -> store::Result<Vec<store::RecordedEvent>> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.read_stream(stream_id, from, direction, limit).await
+        self.inner
+            .read_stream(stream_id, from, direction, limit)
+            .await
     }
     async fn read_streams_forwards(
         &self,
@@ -326,7 +365,10 @@ impl store::EventStore for Counting {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permission_checked_send_makes_one_read_and_one_append() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("chorus.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("chorus.db").display()
+    );
     let sqlite: DynStore = Arc::new(store::sqlite::SqliteStore::open(&url).await.unwrap());
     let counting = Arc::new(Counting {
         inner: sqlite.clone(),
@@ -344,7 +386,11 @@ async fn a_permission_checked_send_makes_one_read_and_one_append() {
     }
     let reads = counting.reads.load(std::sync::atomic::Ordering::SeqCst) - reads;
     let appends = counting.appends.load(std::sync::atomic::Ordering::SeqCst) - appends;
-    assert_eq!((reads, appends), (10, 10), "one read and one append per send");
+    assert_eq!(
+        (reads, appends),
+        (10, 10),
+        "one read and one append per send"
+    );
     // And the check is real: a denied member's send is refused after that same one read.
     w.revoke(1).await;
     assert!(w.send(11).await.is_err());

@@ -43,14 +43,24 @@ fn busy_guild() -> GuildState {
             general_channel_id: ChannelId::new(1_999),
         },
     );
-    apply(&mut g, GuildCommand::Join { user_id: MEMBER, invite_code: None });
+    apply(
+        &mut g,
+        GuildCommand::Join {
+            user_id: MEMBER,
+            invite_code: None,
+        },
+    );
     for (id, parent) in [(CATEGORY, None), (CHANNEL, Some(CATEGORY))] {
         apply(
             &mut g,
             GuildCommand::CreateChannel {
                 actor: OWNER,
                 channel_id: id,
-                kind: if parent.is_none() { ChannelKind::Category } else { ChannelKind::Text },
+                kind: if parent.is_none() {
+                    ChannelKind::Category
+                } else {
+                    ChannelKind::Text
+                },
                 name: ChannelName::parse("chan").unwrap(),
                 parent_id: parent,
                 topic: None,
@@ -77,7 +87,12 @@ fn busy_guild() -> GuildState {
         if i % 10 == 0 {
             apply(
                 &mut g,
-                GuildCommand::AddMemberRole { actor: OWNER, user_id: MEMBER, role_id, now_ms: NOW },
+                GuildCommand::AddMemberRole {
+                    actor: OWNER,
+                    user_id: MEMBER,
+                    role_id,
+                    now_ms: NOW,
+                },
             );
         }
         if i % 5 == 0 {
@@ -88,7 +103,12 @@ fn busy_guild() -> GuildState {
             };
             apply(
                 &mut g,
-                GuildCommand::SetOverwrite { actor: OWNER, channel_id: CATEGORY, overwrite, now_ms: NOW },
+                GuildCommand::SetOverwrite {
+                    actor: OWNER,
+                    channel_id: CATEGORY,
+                    overwrite,
+                    now_ms: NOW,
+                },
             );
         }
     }
@@ -99,7 +119,12 @@ fn busy_guild() -> GuildState {
     };
     apply(
         &mut g,
-        GuildCommand::SetOverwrite { actor: OWNER, channel_id: CATEGORY, overwrite, now_ms: NOW },
+        GuildCommand::SetOverwrite {
+            actor: OWNER,
+            channel_id: CATEGORY,
+            overwrite,
+            now_ms: NOW,
+        },
     );
     g
 }
@@ -122,8 +147,15 @@ fn median_ns(iterations: u32, mut f: impl FnMut(u32)) -> f64 {
 fn main() {
     let g = busy_guild();
     let perms = g.channel_permissions(MEMBER, CHANNEL, NOW);
-    assert!(perms.contains(Permissions::SEND_MESSAGES), "the member may send: {perms:?}");
-    assert_eq!(g.effective_overwrites(CHANNEL).len(), 11, "synced with the category");
+    assert!(
+        perms.contains(Permissions::SEND_MESSAGES),
+        "the member may send: {perms:?}"
+    );
+    assert_eq!(
+        g.effective_overwrites(CHANNEL).len(),
+        11,
+        "synced with the category"
+    );
 
     let check = median_ns(1_000_000, |_| {
         black_box(g.channel_permissions(black_box(MEMBER), black_box(CHANNEL), black_box(NOW)));
@@ -131,7 +163,10 @@ fn main() {
     println!("channel_permissions (50 roles, 5 held, 11 overwrites): {check:.0} ns per check");
 
     let mut state = ChannelState::default();
-    state.evolve(&ChannelEvent::ChannelOpened { channel_id: CHANNEL, guild_id: Some(GUILD) });
+    state.evolve(&ChannelEvent::ChannelOpened {
+        channel_id: CHANNEL,
+        guild_id: Some(GUILD),
+    });
     let content = Content::parse("hello, bench").unwrap();
     let send = median_ns(200_000, |i| {
         let command = ChannelCommand::Send {

@@ -54,12 +54,22 @@ impl World {
         let (outsider, _) = anon.register("outsider").await;
         let (without, _) = anon.register("without").await;
         let (with, with_id) = anon.register("with").await;
-        let guild = id(&owner.ok("POST", "/guilds", Some(json!({ "name": "Matrix" }))).await);
+        let guild = id(&owner
+            .ok("POST", "/guilds", Some(json!({ "name": "Matrix" })))
+            .await);
         let channel = id(&owner
-            .ok("POST", &format!("/guilds/{guild}/channels"), Some(json!({ "name": "room" })))
+            .ok(
+                "POST",
+                &format!("/guilds/{guild}/channels"),
+                Some(json!({ "name": "room" })),
+            )
             .await);
         let code = owner
-            .ok("POST", &format!("/channels/{channel}/invites"), Some(json!({})))
+            .ok(
+                "POST",
+                &format!("/channels/{channel}/invites"),
+                Some(json!({})),
+            )
             .await["code"]
             .as_str()
             .unwrap()
@@ -69,19 +79,41 @@ impl World {
         }
         // @everyone may do nothing; a "viewer" role lets both members see the channel.
         owner
-            .ok("PATCH", &format!("/guilds/{guild}/roles/{guild}"), Some(json!({ "permissions": "0" })))
+            .ok(
+                "PATCH",
+                &format!("/guilds/{guild}/roles/{guild}"),
+                Some(json!({ "permissions": "0" })),
+            )
             .await;
         let viewer = (bit::VIEW_CHANNEL | bit::READ_MESSAGE_HISTORY).to_string();
         let viewer = id(&owner
-            .ok("POST", &format!("/guilds/{guild}/roles"), Some(json!({ "name": "viewer", "permissions": viewer })))
+            .ok(
+                "POST",
+                &format!("/guilds/{guild}/roles"),
+                Some(json!({ "name": "viewer", "permissions": viewer })),
+            )
             .await);
         for api in [&without, &with] {
             let me = id(&api.ok("GET", "/users/@me", None).await);
             owner
-                .ok("PUT", &format!("/guilds/{guild}/members/{me}/roles/{viewer}"), None)
+                .ok(
+                    "PUT",
+                    &format!("/guilds/{guild}/members/{me}/roles/{viewer}"),
+                    None,
+                )
                 .await;
         }
-        World { owner, outsider, without, with, with_id, guild, channel, anon, n: 0 }
+        World {
+            owner,
+            outsider,
+            without,
+            with,
+            with_id,
+            guild,
+            channel,
+            anon,
+            n: 0,
+        }
     }
 
     /// Fresh targets: a member with no roles, a role at the bottom, a channel and a
@@ -92,25 +124,48 @@ impl World {
         let (victim_api, victim) = self.anon.register(&format!("victim{}", self.n)).await;
         let code = self
             .owner
-            .ok("POST", &format!("/channels/{}/invites", self.channel), Some(json!({})))
+            .ok(
+                "POST",
+                &format!("/channels/{}/invites", self.channel),
+                Some(json!({})),
+            )
             .await["code"]
             .as_str()
             .unwrap()
             .to_owned();
-        victim_api.ok("POST", &format!("/invites/{code}"), None).await;
+        victim_api
+            .ok("POST", &format!("/invites/{code}"), None)
+            .await;
         let role = id(&self
             .owner
-            .ok("POST", &format!("/guilds/{g}/roles"), Some(json!({ "name": format!("target {}", self.n) })))
+            .ok(
+                "POST",
+                &format!("/guilds/{g}/roles"),
+                Some(json!({ "name": format!("target {}", self.n) })),
+            )
             .await);
         let channel = id(&self
             .owner
-            .ok("POST", &format!("/guilds/{g}/channels"), Some(json!({ "name": format!("extra-{}", self.n) })))
+            .ok(
+                "POST",
+                &format!("/guilds/{g}/channels"),
+                Some(json!({ "name": format!("extra-{}", self.n) })),
+            )
             .await);
         let message = id(&self
             .owner
-            .ok("POST", &format!("/channels/{}/messages", self.channel), Some(json!({ "content": "target" })))
+            .ok(
+                "POST",
+                &format!("/channels/{}/messages", self.channel),
+                Some(json!({ "content": "target" })),
+            )
             .await);
-        Targets { victim, role, message, channel }
+        Targets {
+            victim,
+            role,
+            message,
+            channel,
+        }
     }
 
     /// Everything the guild shows its owner.
@@ -136,13 +191,24 @@ impl World {
         let g = &self.guild;
         id(&self
             .owner
-            .ok("POST", &format!("/guilds/{g}/roles"), Some(json!({ "name": "grant", "permissions": needed.to_string() })))
+            .ok(
+                "POST",
+                &format!("/guilds/{g}/roles"),
+                Some(json!({ "name": "grant", "permissions": needed.to_string() })),
+            )
             .await)
     }
 
     async fn give(&self, role: &str) {
         self.owner
-            .ok("PUT", &format!("/guilds/{}/members/{}/roles/{role}", self.guild, self.with_id), None)
+            .ok(
+                "PUT",
+                &format!(
+                    "/guilds/{}/members/{}/roles/{role}",
+                    self.guild, self.with_id
+                ),
+                None,
+            )
             .await;
     }
 }
@@ -158,7 +224,12 @@ struct Case {
 }
 
 fn case(method: &'static str, path: &'static str, body: Option<Value>, needs: u64) -> Case {
-    Case { method, path, body, needs }
+    Case {
+        method,
+        path,
+        body,
+        needs,
+    }
 }
 
 fn fill(template: &str, w: &World, t: &Targets) -> String {
@@ -175,7 +246,8 @@ fn fill(template: &str, w: &World, t: &Targets) -> String {
 /// An ISO 8601 time a day from now (a timeout's end).
 fn a_day_from_now() -> String {
     let t = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 fn cases() -> Vec<Case> {
@@ -183,31 +255,76 @@ fn cases() -> Vec<Case> {
     vec![
         case("GET", "/guilds/{g}", None, 0),
         case("GET", "/guilds/{g}/channels", None, 0),
-        case("POST", "/guilds/{g}/channels", Some(json!({ "name": "new" })), MANAGE_CHANNELS),
+        case(
+            "POST",
+            "/guilds/{g}/channels",
+            Some(json!({ "name": "new" })),
+            MANAGE_CHANNELS,
+        ),
         case("GET", "/guilds/{g}/roles", None, 0),
-        case("POST", "/guilds/{g}/roles", Some(json!({ "name": "new" })), MANAGE_ROLES),
-        case("PATCH", "/guilds/{g}/roles/{r}", Some(json!({ "name": "renamed" })), MANAGE_ROLES),
-        case("PATCH", "/guilds/{g}/roles", Some(json!([{ "id": "{r}", "position": 1 }])), MANAGE_ROLES),
+        case(
+            "POST",
+            "/guilds/{g}/roles",
+            Some(json!({ "name": "new" })),
+            MANAGE_ROLES,
+        ),
+        case(
+            "PATCH",
+            "/guilds/{g}/roles/{r}",
+            Some(json!({ "name": "renamed" })),
+            MANAGE_ROLES,
+        ),
+        case(
+            "PATCH",
+            "/guilds/{g}/roles",
+            Some(json!([{ "id": "{r}", "position": 1 }])),
+            MANAGE_ROLES,
+        ),
         case("DELETE", "/guilds/{g}/roles/{r}", None, MANAGE_ROLES),
         case("GET", "/guilds/{g}/members", None, 0),
         case("GET", "/guilds/{g}/members/{v}", None, 0),
-        case("PATCH", "/guilds/{g}/members/{v}", Some(json!({ "nick": "renamed" })), MANAGE_NICKNAMES),
-        case("PATCH", "/guilds/{g}/members/{v}", Some(json!({ "roles": ["{r}"] })), MANAGE_ROLES),
+        case(
+            "PATCH",
+            "/guilds/{g}/members/{v}",
+            Some(json!({ "nick": "renamed" })),
+            MANAGE_NICKNAMES,
+        ),
+        case(
+            "PATCH",
+            "/guilds/{g}/members/{v}",
+            Some(json!({ "roles": ["{r}"] })),
+            MANAGE_ROLES,
+        ),
         case(
             "PATCH",
             "/guilds/{g}/members/{v}",
             Some(json!({ "communication_disabled_until": "{t}" })),
             MODERATE_MEMBERS,
         ),
-        case("PUT", "/guilds/{g}/members/{v}/roles/{r}", None, MANAGE_ROLES),
-        case("DELETE", "/guilds/{g}/members/{v}/roles/{r}", None, MANAGE_ROLES),
+        case(
+            "PUT",
+            "/guilds/{g}/members/{v}/roles/{r}",
+            None,
+            MANAGE_ROLES,
+        ),
+        case(
+            "DELETE",
+            "/guilds/{g}/members/{v}/roles/{r}",
+            None,
+            MANAGE_ROLES,
+        ),
         case("DELETE", "/guilds/{g}/members/{v}", None, KICK_MEMBERS),
         case("GET", "/guilds/{g}/bans", None, BAN_MEMBERS),
         case("PUT", "/guilds/{g}/bans/{v}", Some(json!({})), BAN_MEMBERS),
         case("DELETE", "/guilds/{g}/bans/{v}", None, BAN_MEMBERS),
         case("GET", "/guilds/{g}/audit-logs", None, VIEW_AUDIT_LOG),
         case("GET", "/channels/{c}", None, 0),
-        case("PATCH", "/channels/{x}", Some(json!({ "name": "renamed" })), MANAGE_CHANNELS),
+        case(
+            "PATCH",
+            "/channels/{x}",
+            Some(json!({ "name": "renamed" })),
+            MANAGE_CHANNELS,
+        ),
         case("DELETE", "/channels/{x}", None, MANAGE_CHANNELS),
         case(
             "PUT",
@@ -215,12 +332,32 @@ fn cases() -> Vec<Case> {
             Some(json!({ "type": 0, "allow": "0", "deny": "65536" })),
             MANAGE_ROLES,
         ),
-        case("DELETE", "/channels/{c}/permissions/{r}", None, MANAGE_ROLES),
-        case("POST", "/channels/{c}/invites", Some(json!({})), CREATE_INSTANT_INVITE),
+        case(
+            "DELETE",
+            "/channels/{c}/permissions/{r}",
+            None,
+            MANAGE_ROLES,
+        ),
+        case(
+            "POST",
+            "/channels/{c}/invites",
+            Some(json!({})),
+            CREATE_INSTANT_INVITE,
+        ),
         case("GET", "/channels/{c}/messages", None, 0),
         case("GET", "/channels/{c}/messages/{m}", None, 0),
-        case("POST", "/channels/{c}/messages", Some(json!({ "content": "hi" })), SEND_MESSAGES),
-        case("DELETE", "/channels/{c}/messages/{m}", None, MANAGE_MESSAGES),
+        case(
+            "POST",
+            "/channels/{c}/messages",
+            Some(json!({ "content": "hi" })),
+            SEND_MESSAGES,
+        ),
+        case(
+            "DELETE",
+            "/channels/{c}/messages/{m}",
+            None,
+            MANAGE_MESSAGES,
+        ),
     ]
 }
 
@@ -240,8 +377,14 @@ fn assert_refused(who: &str, method: &str, path: &str, r: &crate::harness::Reply
         "{who}: {method} {path} was not refused: {r:?}"
     );
     let code = r.body["code"].as_u64().unwrap_or(0);
-    assert!(REFUSALS.contains(&code), "{who}: {method} {path}: unexpected code {r:?}");
-    assert!(r.body["message"].is_string(), "{who}: {method} {path}: {r:?}");
+    assert!(
+        REFUSALS.contains(&code),
+        "{who}: {method} {path}: unexpected code {r:?}"
+    );
+    assert!(
+        r.body["message"].is_string(),
+        "{who}: {method} {path}: {r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +392,11 @@ async fn every_route_refuses_outsiders_and_members_without_the_permission() {
     let server = Server::start(&Shape::Embedded);
     let mut w = World::new(&server).await;
     for case in cases() {
-        let grant = if case.needs != 0 { Some(w.grant_role(case.needs).await) } else { None };
+        let grant = if case.needs != 0 {
+            Some(w.grant_role(case.needs).await)
+        } else {
+            None
+        };
         let t = w.targets().await;
         let path = fill(case.path, &w, &t);
         let body = body_of(&case, &w, &t);
@@ -267,7 +414,11 @@ async fn every_route_refuses_outsiders_and_members_without_the_permission() {
             let r = w.without.call(method, &path, body.clone()).await;
             assert_refused("a member without the permission", method, &path, &r);
         }
-        assert_eq!(w.observe().await, before, "{method} {path} changed something when refused");
+        assert_eq!(
+            w.observe().await,
+            before,
+            "{method} {path} changed something when refused"
+        );
 
         if let Some(role) = &grant {
             w.give(role).await;
@@ -300,7 +451,10 @@ async fn only_the_author_edits_a_message() {
     assert_refused("an outsider", "PATCH", &path, &r);
     let r = w.with.call("PATCH", &path, body.clone()).await;
     assert_eq!(r.status, 403, "{r:?}");
-    assert_eq!(r.body["code"], 50005, "Cannot edit a message authored by another user");
+    assert_eq!(
+        r.body["code"], 50005,
+        "Cannot edit a message authored by another user"
+    );
     assert_eq!(w.observe().await, before);
     let edited = w.owner.ok("PATCH", &path, body).await;
     assert_eq!(edited["content"], "edited");

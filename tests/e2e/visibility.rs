@@ -44,22 +44,36 @@ async fn a_private_channel_reaches_only_those_who_can_view_it(shape: Shape) {
     let (staff, staff_id) = anon.register("staff").await;
     let (guest, _) = anon.register("guest").await;
 
-    let guild = owner.ok("POST", "/guilds", Some(json!({ "name": "Chorus" }))).await;
+    let guild = owner
+        .ok("POST", "/guilds", Some(json!({ "name": "Chorus" })))
+        .await;
     let g = guild["id"].as_str().unwrap().to_owned();
     let public = owner
-        .ok("POST", &format!("/guilds/{g}/channels"), Some(json!({ "name": "public" })))
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/channels"),
+            Some(json!({ "name": "public" })),
+        )
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let private = owner
-        .ok("POST", &format!("/guilds/{g}/channels"), Some(json!({ "name": "private" })))
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/channels"),
+            Some(json!({ "name": "private" })),
+        )
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let code = owner
-        .ok("POST", &format!("/channels/{public}/invites"), Some(json!({})))
+        .ok(
+            "POST",
+            &format!("/channels/{public}/invites"),
+            Some(json!({})),
+        )
         .await["code"]
         .as_str()
         .unwrap()
@@ -69,13 +83,21 @@ async fn a_private_channel_reaches_only_those_who_can_view_it(shape: Shape) {
 
     // @everyone may not view #private; the staff role may.
     let role = owner
-        .ok("POST", &format!("/guilds/{g}/roles"), Some(json!({ "name": "staff" })))
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/roles"),
+            Some(json!({ "name": "staff" })),
+        )
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     owner
-        .ok("PUT", &format!("/guilds/{g}/members/{staff_id}/roles/{role}"), None)
+        .ok(
+            "PUT",
+            &format!("/guilds/{g}/members/{staff_id}/roles/{role}"),
+            None,
+        )
         .await;
     owner
         .ok(
@@ -120,10 +142,18 @@ async fn a_private_channel_reaches_only_those_who_can_view_it(shape: Shape) {
     }
 
     owner
-        .ok("POST", &format!("/channels/{private}/messages"), Some(json!({ "content": "secret" })))
+        .ok(
+            "POST",
+            &format!("/channels/{private}/messages"),
+            Some(json!({ "content": "secret" })),
+        )
         .await;
     owner
-        .ok("POST", &format!("/channels/{public}/messages"), Some(json!({ "content": "hello all" })))
+        .ok(
+            "POST",
+            &format!("/channels/{public}/messages"),
+            Some(json!({ "content": "hello all" })),
+        )
         .await;
     let expected = [
         vec!["secret", "hello all"],
@@ -135,27 +165,50 @@ async fn a_private_channel_reaches_only_those_who_can_view_it(shape: Shape) {
     }
 
     // History and single channels follow the same rule, with Discord's error codes.
-    let denied = guest.call("GET", &format!("/channels/{private}/messages"), None).await;
+    let denied = guest
+        .call("GET", &format!("/channels/{private}/messages"), None)
+        .await;
     assert_eq!(denied.status, 403, "{denied:?}");
     assert_eq!(denied.body["code"], 50001);
-    let denied = guest.call("GET", &format!("/channels/{private}"), None).await;
+    let denied = guest
+        .call("GET", &format!("/channels/{private}"), None)
+        .await;
     assert_eq!(denied.status, 403, "{denied:?}");
-    let history = staff.ok("GET", &format!("/channels/{private}/messages"), None).await;
+    let history = staff
+        .ok("GET", &format!("/channels/{private}/messages"), None)
+        .await;
     assert_eq!(history[0]["content"], "secret");
 
     // Taking the role away hides the channel at once, on the next request and dispatch.
     owner
-        .ok("DELETE", &format!("/guilds/{g}/members/{staff_id}/roles/{role}"), None)
+        .ok(
+            "DELETE",
+            &format!("/guilds/{g}/members/{staff_id}/roles/{role}"),
+            None,
+        )
         .await;
-    let denied = staff.call("GET", &format!("/channels/{private}/messages"), None).await;
+    let denied = staff
+        .call("GET", &format!("/channels/{private}/messages"), None)
+        .await;
     assert_eq!(denied.status, 403, "{denied:?}");
     owner
-        .ok("POST", &format!("/channels/{private}/messages"), Some(json!({ "content": "later" })))
+        .ok(
+            "POST",
+            &format!("/channels/{private}/messages"),
+            Some(json!({ "content": "later" })),
+        )
         .await;
     owner
-        .ok("POST", &format!("/channels/{public}/messages"), Some(json!({ "content": "bye" })))
+        .ok(
+            "POST",
+            &format!("/channels/{public}/messages"),
+            Some(json!({ "content": "bye" })),
+        )
         .await;
-    assert_eq!(contents_until(&mut sessions[0], "bye").await, vec!["later", "bye"]);
+    assert_eq!(
+        contents_until(&mut sessions[0], "bye").await,
+        vec!["later", "bye"]
+    );
     assert_eq!(contents_until(&mut sessions[1], "bye").await, vec!["bye"]);
     assert_eq!(contents_until(&mut sessions[2], "bye").await, vec!["bye"]);
 }

@@ -73,19 +73,18 @@ impl View {
         const PAGE: usize = 1000;
         let stream = domain::streams::guild(guild);
         while self.revision < to {
-            let want = usize::try_from(to - self.revision).unwrap_or(PAGE).min(PAGE);
+            let want = usize::try_from(to - self.revision)
+                .unwrap_or(PAGE)
+                .min(PAGE);
             let events = store
                 .read_stream(&stream, self.revision + 1, Direction::Forwards, want)
                 .await
                 .map_err(|e| e.to_string())?;
             let n = events.len();
             for e in events {
-                let event = <GuildState as Aggregate>::Event::from_stored(
-                    &e.event_type,
-                    e.version,
-                    e.data,
-                )
-                .map_err(|e| e.to_string())?;
+                let event =
+                    <GuildState as Aggregate>::Event::from_stored(&e.event_type, e.version, e.data)
+                        .map_err(|e| e.to_string())?;
                 self.state.evolve(&event);
                 self.revision = e.revision;
             }
@@ -192,7 +191,11 @@ impl Views {
 
 /// Removes the channels `user` cannot view from a GUILD_CREATE payload (its `channels`
 /// and `threads`); false when the user is not a member, and the payload must not be sent.
-pub(crate) async fn filter_guild_create(views: &Views, user: u64, data: &mut serde_json::Value) -> bool {
+pub(crate) async fn filter_guild_create(
+    views: &Views,
+    user: u64,
+    data: &mut serde_json::Value,
+) -> bool {
     let Some(guild) = data
         .get("id")
         .and_then(|v| v.as_str())

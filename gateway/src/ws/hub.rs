@@ -331,7 +331,11 @@ impl Hub {
 
     /// Removes from a GUILD_CREATE payload the channels `user` cannot view; false when
     /// the user is not a member of that guild (nothing may be sent).
-    pub(crate) async fn filter_guild_create(&self, user: u64, data: &mut serde_json::Value) -> bool {
+    pub(crate) async fn filter_guild_create(
+        &self,
+        user: u64,
+        data: &mut serde_json::Value,
+    ) -> bool {
         super::audience::filter_guild_create(&self.views, user, data).await
     }
 
