@@ -182,7 +182,8 @@ impl Renderer {
     }
 
     /// The envelopes of one event: usually one, two for `MemberJoined` (the guild's
-    /// `GUILD_MEMBER_ADD` and the joining user's `GUILD_CREATE`), none for an event
+    /// `GUILD_MEMBER_ADD` and the joining user's `GUILD_CREATE`) and for `MemberRemoved`
+    /// and `MemberBanned` (the guild's dispatch and the removed user's `GUILD_DELETE`), none for an event
     /// that cannot be decoded or placed on any subject. Events without a dispatch are
     /// still published (dispatch `None`, data `null`) so that every stream's revisions
     /// arrive without gaps.
@@ -487,7 +488,24 @@ impl Renderer {
                 };
                 let mut out = guild_out(e, g, dispatch, data);
                 out.envelope.user_ids = vec![user_id.get()];
-                vec![out]
+                let mut out = vec![out];
+                if e.event_type != "MemberUnbanned" {
+                    // The removed user's sessions learn they left the guild: GUILD_DELETE
+                    // without `unavailable` (Discord's "removed from the guild").
+                    let u = user_id.get();
+                    let mut env = envelope(
+                        e,
+                        Some("GUILD_DELETE"),
+                        to_json(&crate::wire::GuildDelete { id: guild_id }),
+                    );
+                    env.guild_id = Some(g);
+                    env.user_ids = vec![u];
+                    out.push(Outgoing {
+                        subject: subjects::user(u, "guild_delete"),
+                        envelope: env,
+                    });
+                }
+                out
             }
             GuildEvent::ChannelUpdated { channel_id, .. }
             | GuildEvent::ChannelDeleted { channel_id }

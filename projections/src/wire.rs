@@ -300,6 +300,13 @@ pub struct GuildRole {
     pub role: Role,
 }
 
+/// `GUILD_DELETE` to a user removed from a guild (kicked, banned or left): only the id,
+/// without `unavailable`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuildDelete {
+    pub id: GuildId,
+}
+
 /// `GUILD_ROLE_DELETE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuildRoleDelete {

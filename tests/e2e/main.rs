@@ -7,6 +7,7 @@ mod applications;
 mod bad_input;
 mod cli;
 mod compose;
+mod guild_lifecycle;
 mod harness;
 mod messaging;
 mod moderation;
