@@ -171,6 +171,17 @@ async fn two_members_talk_in_a_voice_channel(shape: Shape) {
     assert_eq!(state["user_id"], alice_id.as_str());
     assert_eq!(state["channel_id"], lounge_id.as_str());
     assert_eq!(state["member"]["user"]["id"], alice_id.as_str());
+    // A session that connects now sees Alice in the room in GUILD_CREATE's voice_states.
+    let late = crate::harness::Gateway::connect(&server.ws, bob.token.as_deref().unwrap()).await;
+    let states = late.guild_creates[0]["voice_states"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(states[0]["user_id"], alice_id.as_str());
+    assert_eq!(states[0]["channel_id"], lounge_id.as_str());
+    assert_eq!(states[0]["self_mute"], false);
+    drop(late);
     let (_bob_voice, bob_peer) = join_voice(&mut bob_gw, &bob_id, &guild_id, &lounge_id).await;
 
     let swarm = Swarm::start(vec![alice_peer, bob_peer]);

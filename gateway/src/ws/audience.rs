@@ -189,8 +189,92 @@ impl Views {
     }
 }
 
+/// A guild's current voice states, folded from its voice stream.
+async fn voice_states(
+    store: &DynStore,
+    guild: GuildId,
+) -> Result<domain::voice::VoiceStates, String> {
+    const PAGE: usize = 1000;
+    let stream = domain::voice::stream(guild);
+    let mut states = domain::voice::VoiceStates::default();
+    let mut from = 1;
+    loop {
+        let events = store
+            .read_stream(&stream, from, Direction::Forwards, PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = events.len();
+        for e in events {
+            let event = domain::voice::VoiceEvent::from_stored(&e.event_type, e.version, e.data)
+                .map_err(|e| e.to_string())?;
+            states.evolve(&event);
+            from = e.revision + 1;
+        }
+        if n < PAGE {
+            return Ok(states);
+        }
+    }
+}
+
+/// Fills GUILD_CREATE's `voice_states`: who is in which voice channel the user can see
+/// (partial voice states, without `guild_id`, as Discord sends them there).
+async fn fill_voice_states(views: &Views, guild: u64, data: &mut serde_json::Value) {
+    let states = match voice_states(&views.store, GuildId::new(guild)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(guild, error = %e, "cannot read a guild's voice states");
+            return;
+        }
+    };
+    let ids = |key: &str, field: &str| -> HashMap<String, serde_json::Value> {
+        data.get(key)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                let id = match field {
+                    "user" => c.get("user")?.get("id")?.as_str()?.to_owned(),
+                    _ => c.get("id")?.as_str()?.to_owned(),
+                };
+                Some((id, c.clone()))
+            })
+            .collect()
+    };
+    let channels = ids("channels", "id");
+    let members = ids("members", "user");
+    let list: Vec<serde_json::Value> = states
+        .states
+        .iter()
+        .filter(|(_, s)| channels.contains_key(&s.channel_id.to_string()))
+        .map(|(user, s)| {
+            let member = members.get(&user.to_string());
+            let flag = |k: &str| {
+                member
+                    .and_then(|m| m.get(k))
+                    .cloned()
+                    .unwrap_or(false.into())
+            };
+            serde_json::json!({
+                "channel_id": s.channel_id.to_string(),
+                "user_id": user.to_string(),
+                "session_id": s.session_id,
+                "deaf": flag("deaf"),
+                "mute": flag("mute"),
+                "self_deaf": s.self_deaf,
+                "self_mute": s.self_mute,
+                "self_stream": false,
+                "self_video": false,
+                "suppress": false,
+                "request_to_speak_timestamp": null,
+            })
+        })
+        .collect();
+    data["voice_states"] = serde_json::Value::Array(list);
+}
+
 /// Removes the channels `user` cannot view from a GUILD_CREATE payload (its `channels`
-/// and `threads`); false when the user is not a member, and the payload must not be sent.
+/// and `threads`) and fills its `voice_states`; false when the user is not a member,
+/// and the payload must not be sent.
 pub(crate) async fn filter_guild_create(
     views: &Views,
     user: u64,
@@ -216,5 +300,6 @@ pub(crate) async fn filter_guild_create(
             });
         }
     }
+    fill_voice_states(views, guild, data).await;
     true
 }

@@ -289,8 +289,12 @@ impl Hub {
                 missing_from,
                 missing_to,
             } => {
-                self.backfill(topic, &env.stream_id, missing_from, missing_to)
-                    .await;
+                // Audit entries ride on their own numbering, with holes by design, and
+                // are not in the log to backfill from; only real streams are.
+                if !env.stream_id.ends_with(projections::AUDIT_STREAM_SUFFIX) {
+                    self.backfill(topic, &env.stream_id, missing_from, missing_to)
+                        .await;
+                }
                 let mut routes = self.routes();
                 if let Some(dedup) = routes.dedup.get_mut(kind) {
                     dedup.mark(&env.stream_id, env.revision);
