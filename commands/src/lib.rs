@@ -10,6 +10,7 @@ pub mod auth;
 mod cache;
 mod error;
 mod handlers;
+mod invites;
 mod moderation;
 mod permissions;
 mod voice;

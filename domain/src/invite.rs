@@ -29,10 +29,19 @@ pub enum InviteEvent {
     InviteUsed {
         user_id: UserId,
     },
+    /// Revoked (`DELETE /invites/{code}`): it can no longer be used or shown. Carries
+    /// where it led, so that `INVITE_DELETE` can be rendered once the read model has
+    /// dropped the invite.
+    InviteDeleted {
+        guild_id: GuildId,
+        channel_id: ChannelId,
+        deleted_by: UserId,
+    },
 }
 domain_event!(InviteEvent {
     InviteCreated,
-    InviteUsed
+    InviteUsed,
+    InviteDeleted
 });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +67,16 @@ impl InviteInfo {
 pub struct InviteState {
     pub info: Option<InviteInfo>,
     pub uses: u32,
+    /// Revoked: it behaves as an unknown invite.
+    pub deleted: bool,
 }
 
 impl InviteState {
     /// The invite, if it exists and can still be used at `now_ms`.
     pub fn usable(&self, now_ms: u64) -> Option<&InviteInfo> {
+        if self.deleted {
+            return None;
+        }
         let info = self.info.as_ref()?;
         if info.expires_at_ms().is_some_and(|t| now_ms >= t) {
             return None;
@@ -100,6 +114,7 @@ impl Aggregate for InviteState {
                 });
             }
             InviteEvent::InviteUsed { .. } => self.uses += 1,
+            InviteEvent::InviteDeleted { .. } => self.deleted = true,
         }
     }
 }
@@ -116,6 +131,11 @@ pub enum InviteCommand {
         now_ms: u64,
     },
     Use {
+        user_id: UserId,
+        now_ms: u64,
+    },
+    /// Revoke it: MANAGE_CHANNELS in its channel or MANAGE_GUILD.
+    Delete {
         user_id: UserId,
         now_ms: u64,
     },
@@ -176,13 +196,41 @@ pub fn decide(
         }
         InviteCommand::Use { user_id, now_ms } => {
             if state.usable(now_ms).is_none() {
-                return Err(if state.info.is_none() {
+                return Err(if state.info.is_none() || state.deleted {
                     DomainError::Unknown(Resource::Invite)
                 } else {
                     DomainError::InviteInvalid
                 });
             }
             Ok(vec![InviteEvent::InviteUsed { user_id }])
+        }
+        InviteCommand::Delete { user_id, now_ms } => {
+            let info = match &state.info {
+                Some(info) if !state.deleted => info,
+                _ => return Err(DomainError::Unknown(Resource::Invite)),
+            };
+            if !guild.exists() {
+                return Err(DomainError::Unknown(Resource::Invite));
+            }
+            if !guild.is_member(user_id) {
+                return Err(DomainError::MissingAccess);
+            }
+            let in_channel = guild.channels.contains_key(&info.channel_id)
+                && guild
+                    .channel_permissions(user_id, info.channel_id, now_ms)
+                    .contains(Permissions::MANAGE_CHANNELS);
+            if !in_channel
+                && !guild
+                    .guild_permissions(user_id, now_ms)
+                    .contains(Permissions::MANAGE_GUILD)
+            {
+                return Err(DomainError::MissingPermissions);
+            }
+            Ok(vec![InviteEvent::InviteDeleted {
+                guild_id: info.guild_id,
+                channel_id: info.channel_id,
+                deleted_by: user_id,
+            }])
         }
     }
 }
@@ -313,6 +361,71 @@ mod tests {
             },
         );
         assert_eq!(err.unwrap_err(), DomainError::InviteInvalid);
+    }
+
+    #[test]
+    fn the_owner_revokes_an_invite_and_it_cannot_be_used() {
+        let history = decide(&InviteState::default(), &guild(), create(0, 0)).unwrap();
+        let revoke = InviteCommand::Delete {
+            user_id: OWNER,
+            now_ms: NOW,
+        };
+        let deleted = decide(&given(&history), &guild(), revoke.clone()).unwrap();
+        assert_eq!(
+            deleted,
+            vec![InviteEvent::InviteDeleted {
+                guild_id: GuildId::new(100),
+                channel_id: GENERAL,
+                deleted_by: OWNER,
+            }]
+        );
+        let mut history = history;
+        history.extend(deleted);
+        let use_it = InviteCommand::Use {
+            user_id: JOINER,
+            now_ms: NOW,
+        };
+        assert_eq!(
+            decide(&given(&history), &guild(), use_it).unwrap_err(),
+            DomainError::Unknown(Resource::Invite)
+        );
+        assert_eq!(
+            decide(&given(&history), &guild(), revoke).unwrap_err(),
+            DomainError::Unknown(Resource::Invite)
+        );
+    }
+
+    #[test]
+    fn a_member_without_manage_permissions_cannot_revoke() {
+        let history = decide(&InviteState::default(), &guild(), create(0, 0)).unwrap();
+        let mut g = guild();
+        for e in guild::decide(
+            &g,
+            GuildCommand::Join {
+                user_id: JOINER,
+                invite_code: None,
+            },
+        )
+        .unwrap()
+        {
+            g.evolve(&e);
+        }
+        let revoke = |user_id| InviteCommand::Delete {
+            user_id,
+            now_ms: NOW,
+        };
+        assert_eq!(
+            decide(&given(&history), &g, revoke(JOINER)).unwrap_err(),
+            DomainError::MissingPermissions
+        );
+        assert_eq!(
+            decide(&given(&history), &g, revoke(UserId::new(9))).unwrap_err(),
+            DomainError::MissingAccess
+        );
+        assert_eq!(
+            decide(&InviteState::default(), &g, revoke(OWNER)).unwrap_err(),
+            DomainError::Unknown(Resource::Invite)
+        );
     }
 
     #[test]

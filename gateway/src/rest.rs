@@ -21,6 +21,7 @@ use crate::{json_body, AppState};
 use projections::queries;
 
 mod applications;
+mod invites;
 mod moderation;
 
 pub fn routes() -> Router<AppState> {
@@ -45,7 +46,12 @@ pub fn routes() -> Router<AppState> {
             "/channels/{channel_id}/messages/{message_id}",
             get(get_message).patch(edit_message).delete(delete_message),
         )
-        .route("/invites/{code}", get(get_invite).post(accept_invite))
+        .route(
+            "/invites/{code}",
+            get(get_invite)
+                .post(accept_invite)
+                .delete(invites::delete_invite),
+        )
         .route("/gateway", get(gateway))
         .route("/gateway/bot", get(gateway_bot))
         .merge(moderation::routes())

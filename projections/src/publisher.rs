@@ -659,6 +659,26 @@ impl Renderer {
         ev: InviteEvent,
     ) -> Result<Vec<Outgoing>> {
         let code = stream_id_part(&e.stream_id).unwrap_or_default();
+        if let InviteEvent::InviteDeleted {
+            guild_id,
+            channel_id,
+            ..
+        } = ev
+        {
+            // The read model no longer has it: the event says where it led.
+            let data = to_json(&crate::wire::InviteDelete {
+                channel_id,
+                guild_id,
+                code: code.to_owned(),
+            });
+            let mut env = envelope(e, Some("INVITE_DELETE"), data);
+            env.guild_id = Some(guild_id.get());
+            env.channel_id = Some(channel_id.get());
+            return Ok(vec![Outgoing {
+                subject: subjects::guild(guild_id.get(), "invite_delete"),
+                envelope: env,
+            }]);
+        }
         let row = queries::invite_row(conn, code).await?;
         let Some(row) = row else {
             tracing::debug!(stream = %e.stream_id, "not publishing an event of an unknown invite");
@@ -677,7 +697,9 @@ impl Renderer {
                     to_json(&render::invite_create(&created, inviter.as_ref())),
                 )
             }
-            InviteEvent::InviteUsed { .. } => (None, snake(&e.event_type), serde_json::Value::Null),
+            InviteEvent::InviteUsed { .. } | InviteEvent::InviteDeleted { .. } => {
+                (None, snake(&e.event_type), serde_json::Value::Null)
+            }
         };
         let mut env = envelope(e, dispatch, data);
         env.guild_id = Some(g);

@@ -300,6 +300,14 @@ pub struct GuildRole {
     pub role: Role,
 }
 
+/// `INVITE_DELETE`: the revoked invite's channel, guild and code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InviteDelete {
+    pub channel_id: ChannelId,
+    pub guild_id: GuildId,
+    pub code: String,
+}
+
 /// `GUILD_DELETE` to a user removed from a guild (kicked, banned or left): only the id,
 /// without `unavailable`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

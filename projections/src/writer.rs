@@ -488,6 +488,19 @@ impl Plan {
                     }
                     true
                 }
+                Some(InviteEvent::InviteDeleted { .. }) => {
+                    // A revoked invite is gone from the read models (GET is 404).
+                    let Some((_, code)) = domain::streams::parse(&e.stream_id) else {
+                        return false;
+                    };
+                    self.pending_invites.remove(code);
+                    self.push(Op::Exec {
+                        table: Table::Invites,
+                        sql: "DELETE FROM {t} WHERE code = $1",
+                        vals: vec![Val::Text(code.to_owned())],
+                    });
+                    true
+                }
                 None => false,
             },
             other => {

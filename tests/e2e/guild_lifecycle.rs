@@ -1,5 +1,6 @@
 //! Guild lifecycle dispatches over real sockets, on both shapes: a member removed from a
-//! guild (kicked or banned) gets GUILD_DELETE with the guild id and no `unavailable`.
+//! guild (kicked or banned) gets GUILD_DELETE with the guild id and no `unavailable`;
+//! revoking an invite (DELETE /invites/{code}) sends INVITE_DELETE.
 
 use serde_json::json;
 
@@ -57,6 +58,100 @@ async fn removed_member_gets_guild_delete(shape: Shape) {
     let deleted = member_gw.wait_for("GUILD_DELETE").await;
     assert_eq!(deleted["id"], g.as_str(), "{deleted}");
     assert!(deleted.get("unavailable").is_none(), "{deleted}");
+}
+
+const MANAGE_GUILD: u64 = 1 << 5;
+
+async fn revoking_an_invite(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (owner, _) = anon.register("owner").await;
+    let (manager, manager_id) = anon.register("manager").await;
+    let (member, _) = anon.register("member").await;
+    let (late, _) = anon.register("late").await;
+    let guild = owner
+        .ok("POST", "/guilds", Some(json!({ "name": "Invites" })))
+        .await;
+    let g = guild["id"].as_str().expect("guild id").to_owned();
+    let lobby = owner
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/channels"),
+            Some(json!({ "name": "lobby" })),
+        )
+        .await;
+    let lobby = lobby["id"].as_str().expect("channel id").to_owned();
+    let new_invite = || async {
+        let invite = owner
+            .ok(
+                "POST",
+                &format!("/channels/{lobby}/invites"),
+                Some(json!({})),
+            )
+            .await;
+        invite["code"].as_str().expect("code").to_owned()
+    };
+    let code = new_invite().await;
+    manager.ok("POST", &format!("/invites/{code}"), None).await;
+    member.ok("POST", &format!("/invites/{code}"), None).await;
+    let role = owner
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/roles"),
+            Some(json!({ "name": "Managers", "permissions": MANAGE_GUILD.to_string() })),
+        )
+        .await;
+    let role_id = role["id"].as_str().expect("role id").to_owned();
+    let r = owner
+        .call(
+            "PUT",
+            &format!("/guilds/{g}/members/{manager_id}/roles/{role_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "role given: {r:?}");
+    // GUILDS and GUILD_INVITES.
+    let intents = 1 | (1 << 6);
+    let mut owner_gw =
+        Gateway::connect_with_intents(&server.ws, owner.token.as_deref().unwrap(), intents).await;
+
+    // Without MANAGE_GUILD or MANAGE_CHANNELS: 403 50013, and the invite stays.
+    let r = member
+        .call("DELETE", &format!("/invites/{code}"), None)
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.body["code"], 50013, "{r:?}");
+    owner.ok("GET", &format!("/invites/{code}"), None).await;
+
+    // With MANAGE_GUILD: the invite comes back, INVITE_DELETE goes out.
+    let r = manager
+        .call("DELETE", &format!("/invites/{code}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["code"], code.as_str(), "{r:?}");
+    let deleted = owner_gw.wait_for("INVITE_DELETE").await;
+    assert_eq!(deleted["code"], code.as_str(), "{deleted}");
+    assert_eq!(deleted["guild_id"], g.as_str(), "{deleted}");
+    assert_eq!(deleted["channel_id"], lobby.as_str(), "{deleted}");
+
+    // Gone: it can be neither shown, accepted nor deleted again.
+    for (method, who) in [("GET", &late), ("POST", &late), ("DELETE", &manager)] {
+        let r = who.call(method, &format!("/invites/{code}"), None).await;
+        assert_eq!(r.status, 404, "{method}: {r:?}");
+        assert_eq!(r.body["code"], 10006, "{method}: {r:?}");
+    }
+    let r = manager.call("DELETE", "/invites/nosuchcode", None).await;
+    assert_eq!(r.body["code"], 10006, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_invite_embedded() {
+    revoking_an_invite(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_invite_on_postgres_and_nats() {
+    revoking_an_invite(Shape::cluster().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
