@@ -291,7 +291,8 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn connect(url: &str, token: &str) -> Gateway {
-        Self::connect_with_intents(url, token, 33281).await
+        // GUILDS, GUILD_MEMBERS, GUILD_MESSAGES, MESSAGE_CONTENT.
+        Self::connect_with_intents(url, token, 33283).await
     }
 
     /// Connects and identifies with the given intents.
