@@ -1,4 +1,4 @@
-//! Invite revocation (`DELETE /invites/{code}`).
+//! Invite revocation (`DELETE /invites/{code}`) and guild renaming (`PATCH /guilds/{id}`).
 
 use domain::invite::{self, InviteCommand, InviteInfo};
 use domain::{streams, DomainError, Resource};
@@ -62,5 +62,32 @@ impl Commands {
             }
         }
         Err(CommandError::Contention(invite_stream))
+    }
+}
+
+impl Commands {
+    /// Renames a guild (MANAGE_GUILD). Returns the position to wait for (the head when
+    /// the name is unchanged).
+    #[tracing::instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn rename_guild(
+        &self,
+        ctx: &Context,
+        guild_id: domain::GuildId,
+        name: domain::values::GuildName,
+    ) -> Result<Position, CommandError> {
+        let stream = streams::guild(guild_id);
+        let (_, result) = self
+            .execute(&self.guilds, &stream, ctx, |g| {
+                domain::guild::decide(
+                    g,
+                    domain::guild::GuildCommand::Rename {
+                        actor: ctx.actor,
+                        name: name.clone(),
+                        now_ms: now_ms(),
+                    },
+                )
+            })
+            .await?;
+        Ok(result.position)
     }
 }

@@ -168,6 +168,10 @@ pub enum GuildEvent {
         #[serde(with = "target_wire")]
         target: OverwriteTarget,
     },
+    /// The guild's name changes (MANAGE_GUILD).
+    GuildRenamed {
+        name: GuildName,
+    },
 }
 domain_event!(GuildEvent {
     GuildCreated,
@@ -185,6 +189,7 @@ domain_event!(GuildEvent {
     ChannelDeleted,
     ChannelOverwriteSet,
     ChannelOverwriteDeleted,
+    GuildRenamed,
 });
 
 /// An overwrite target on the wire as Discord writes it: `{"id": "…", "type": 0|1}`.
@@ -603,6 +608,9 @@ impl Aggregate for GuildState {
             GuildEvent::MemberUnbanned { user_id } => {
                 self.bans.remove(user_id);
             }
+            GuildEvent::GuildRenamed { name } => {
+                self.name = Some(name.clone());
+            }
             GuildEvent::ChannelUpdated {
                 channel_id,
                 kind: _,
@@ -819,6 +827,12 @@ pub enum GuildCommand {
     DeleteChannel {
         actor: UserId,
         channel_id: ChannelId,
+        now_ms: u64,
+    },
+    /// Renames the guild (MANAGE_GUILD); the same name changes nothing.
+    Rename {
+        actor: UserId,
+        name: GuildName,
         now_ms: u64,
     },
 }
@@ -1068,6 +1082,17 @@ pub fn decide(state: &GuildState, command: GuildCommand) -> Result<Vec<GuildEven
             now_ms,
         } => channels::delete(state, actor, channel_id, now_ms),
         GuildCommand::AddBot(cmd) => bots::add(state, cmd),
+        GuildCommand::Rename {
+            actor,
+            name,
+            now_ms,
+        } => {
+            state.require_at(actor, Permissions::MANAGE_GUILD, now_ms)?;
+            if state.name.as_ref() == Some(&name) {
+                return Ok(vec![]);
+            }
+            Ok(vec![GuildEvent::GuildRenamed { name }])
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Guild lifecycle dispatches over real sockets, on both shapes: a member removed from a
 //! guild (kicked or banned) gets GUILD_DELETE with the guild id and no `unavailable`;
-//! revoking an invite (DELETE /invites/{code}) sends INVITE_DELETE.
+//! revoking an invite (DELETE /invites/{code}) sends INVITE_DELETE; renaming a guild
+//! (PATCH /guilds/{id}) sends GUILD_UPDATE.
 
 use serde_json::json;
 
@@ -152,6 +153,66 @@ async fn revoking_an_invite_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_invite_on_postgres_and_nats() {
     revoking_an_invite(Shape::cluster().await).await;
+}
+
+async fn renaming_a_guild(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (owner, _) = anon.register("owner").await;
+    let (member, _) = anon.register("member").await;
+    let guild = owner
+        .ok("POST", "/guilds", Some(json!({ "name": "Before" })))
+        .await;
+    let g = guild["id"].as_str().expect("guild id").to_owned();
+    let general = owner
+        .ok("GET", &format!("/guilds/{g}/channels"), None)
+        .await;
+    let general = general[0]["id"].as_str().expect("channel id").to_owned();
+    let invite = owner
+        .ok(
+            "POST",
+            &format!("/channels/{general}/invites"),
+            Some(json!({})),
+        )
+        .await;
+    let code = invite["code"].as_str().expect("code").to_owned();
+    member.ok("POST", &format!("/invites/{code}"), None).await;
+    let mut member_gw = Gateway::connect(&server.ws, member.token.as_deref().unwrap()).await;
+
+    let r = member
+        .call(
+            "PATCH",
+            &format!("/guilds/{g}"),
+            Some(json!({ "name": "Mine" })),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.body["code"], 50013, "{r:?}");
+
+    let renamed = owner
+        .ok(
+            "PATCH",
+            &format!("/guilds/{g}"),
+            Some(json!({ "name": "After" })),
+        )
+        .await;
+    assert_eq!(renamed["name"], "After", "{renamed}");
+    let update = member_gw.wait_for("GUILD_UPDATE").await;
+    assert_eq!(update["id"], g.as_str(), "{update}");
+    assert_eq!(update["name"], "After", "{update}");
+    assert!(update["roles"].is_array(), "{update}");
+    let shown = member.ok("GET", &format!("/guilds/{g}"), None).await;
+    assert_eq!(shown["name"], "After", "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_a_guild_embedded() {
+    renaming_a_guild(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_a_guild_on_postgres_and_nats() {
+    renaming_a_guild(Shape::cluster().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -296,3 +296,42 @@ mod channels;
 mod fixture;
 mod members;
 mod roles;
+
+#[test]
+fn the_owner_renames_the_guild_and_members_without_manage_guild_cannot() {
+    let mut history = created();
+    history.extend(
+        decide(
+            &given(&history),
+            GuildCommand::Join {
+                user_id: OTHER,
+                invite_code: None,
+            },
+        )
+        .unwrap(),
+    );
+    let rename = |actor| GuildCommand::Rename {
+        actor,
+        name: GuildName::parse("Renamed").unwrap(),
+        now_ms: 0,
+    };
+    let renamed = decide(&given(&history), rename(OWNER)).unwrap();
+    assert_eq!(
+        renamed,
+        vec![GuildEvent::GuildRenamed {
+            name: GuildName::parse("Renamed").unwrap()
+        }]
+    );
+    assert_eq!(
+        decide(&given(&history), rename(OTHER)).unwrap_err(),
+        DomainError::MissingPermissions
+    );
+    assert_eq!(
+        decide(&given(&history), rename(UserId::new(9))).unwrap_err(),
+        DomainError::MissingAccess
+    );
+    history.extend(renamed);
+    let state: GuildState = given(&history);
+    assert_eq!(state.name.as_ref().map(GuildName::as_str), Some("Renamed"));
+    assert_eq!(decide(&state, rename(OWNER)).unwrap(), vec![], "same name");
+}

@@ -208,6 +208,7 @@ struct EditGuildBody {
 async fn edit_guild(
     State(s): State<AppState>,
     auth: Auth,
+    meta: Meta,
     Path(guild_id): Path<String>,
     Body(b): Body<EditGuildBody>,
 ) -> ApiResult<Response> {
@@ -217,10 +218,18 @@ async fn edit_guild(
         .await?
         .ok_or(ApiError::Unknown(Resource::Guild))?;
     match b.name {
-        Some(name) if name != guild.name => Err(bad(
-            "name",
-            "Renaming a guild is not supported by this server yet.",
-        )),
+        Some(name) if name != guild.name => {
+            let name = domain::values::GuildName::parse(&name).map_err(ApiError::from)?;
+            let position = s
+                .commands
+                .rename_guild(&meta.context(auth), guild_id, name)
+                .await?;
+            s.settle(position).await?;
+            let guild = queries::guild(&s.db, guild_id)
+                .await?
+                .ok_or(ApiError::Unknown(Resource::Guild))?;
+            Ok(ok(&guild))
+        }
         _ => Ok(ok(&guild)),
     }
 }

@@ -450,6 +450,13 @@ impl Plan {
                     Some(overwrite_options(&target, None)),
                 ));
             }
+            GuildEvent::GuildRenamed { name } => {
+                self.exec(
+                    Table::Guilds,
+                    "UPDATE {t} SET name = $2 WHERE id = $1",
+                    vec![Val::Int(guild_id), Val::Text(name.as_str().to_owned())],
+                );
+            }
         }
         true
     }
