@@ -524,9 +524,49 @@ impl Renderer {
                 out.envelope.channel_id = Some(channel_id.get());
                 vec![out]
             }
+            GuildEvent::GuildRenamed { .. } => {
+                // The whole guild object, as GUILD_CREATE's guild part (roles included).
+                let data = match queries::guild_row(conn, guild_id).await? {
+                    Some(row) => {
+                        let roles = queries::role_rows(conn, guild_id).await?;
+                        to_json(&render::guild_with_roles(&row, &roles))
+                    }
+                    None => serde_json::Value::Null,
+                };
+                vec![guild_out(e, g, "GUILD_UPDATE", data)]
+            }
+            // Discord sends one GUILD_ROLE_UPDATE per moved role. The event's own
+            // envelope carries none (so the stream's revisions stay whole); each role's
+            // dispatch rides in an envelope of `{stream}#roles`, numbered
+            // `revision * 1000 + k` (gateways skip backfill for `#` streams).
+            GuildEvent::RolesReordered { positions } => {
+                let mut env = envelope(e, None, serde_json::Value::Null);
+                env.guild_id = Some(g);
+                let mut out = vec![Outgoing {
+                    subject: subjects::guild(g, &snake(&e.event_type)),
+                    envelope: env,
+                }];
+                for (k, moved) in positions.iter().enumerate().take(1000) {
+                    let Some(row) = queries::role_row(conn, guild_id, moved.role_id).await? else {
+                        continue;
+                    };
+                    let data = to_json(&crate::wire::GuildRole {
+                        guild_id,
+                        role: render::role(&row),
+                    });
+                    let mut env = envelope(e, Some("GUILD_ROLE_UPDATE"), data);
+                    env.stream_id = format!("{}#roles", e.stream_id);
+                    env.revision = e.revision * 1000 + k as u64;
+                    env.guild_id = Some(g);
+                    out.push(Outgoing {
+                        subject: subjects::guild(g, "guild_role_update"),
+                        envelope: env,
+                    });
+                }
+                out
+            }
             // Events without a dispatch still go out, so gateways see every revision
-            // of the stream and detect gaps. (RolesReordered: Discord sends one
-            // GUILD_ROLE_UPDATE per moved role; an envelope carries one dispatch.)
+            // of the stream and detect gaps.
             _ => {
                 let mut env = envelope(e, None, serde_json::Value::Null);
                 env.guild_id = Some(g);

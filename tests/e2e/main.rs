@@ -11,5 +11,6 @@ mod guild_lifecycle;
 mod harness;
 mod messaging;
 mod moderation;
+mod roles;
 mod visibility;
 mod voice;

@@ -289,9 +289,10 @@ impl Hub {
                 missing_from,
                 missing_to,
             } => {
-                // Audit entries ride on their own numbering, with holes by design, and
-                // are not in the log to backfill from; only real streams are.
-                if !env.stream_id.ends_with(projections::AUDIT_STREAM_SUFFIX) {
+                // Derived envelopes (`{stream}#audit`, `{stream}#roles`) ride on their
+                // own numbering, with holes by design, and are not in the log to
+                // backfill from; only real streams are.
+                if !env.stream_id.contains('#') {
                     self.backfill(topic, &env.stream_id, missing_from, missing_to)
                         .await;
                 }
