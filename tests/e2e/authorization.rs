@@ -13,6 +13,7 @@ mod bit {
     pub const KICK_MEMBERS: u64 = 1 << 1;
     pub const BAN_MEMBERS: u64 = 1 << 2;
     pub const MANAGE_CHANNELS: u64 = 1 << 4;
+    pub const MANAGE_GUILD: u64 = 1 << 5;
     pub const VIEW_AUDIT_LOG: u64 = 1 << 7;
     pub const VIEW_CHANNEL: u64 = 1 << 10;
     pub const SEND_MESSAGES: u64 = 1 << 11;
@@ -41,6 +42,7 @@ struct Targets {
     role: String,
     message: String,
     channel: String,
+    invite: String,
 }
 
 fn id(v: &Value) -> String {
@@ -165,6 +167,7 @@ impl World {
             role,
             message,
             channel,
+            invite: code,
         }
     }
 
@@ -214,7 +217,7 @@ impl World {
 }
 
 /// One route: method, path and body templates ({g} guild, {c} channel, {v} victim,
-/// {r} role, {m} message, {x} another channel, {t} a day from now) and the permission it needs (0: being a
+/// {r} role, {m} message, {x} another channel, {i} an invite, {t} a day from now) and the permission it needs (0: being a
 /// member, or for a message edit, being its author).
 struct Case {
     method: &'static str,
@@ -240,6 +243,7 @@ fn fill(template: &str, w: &World, t: &Targets) -> String {
         .replace("{r}", &t.role)
         .replace("{m}", &t.message)
         .replace("{x}", &t.channel)
+        .replace("{i}", &t.invite)
         .replace("{t}", &a_day_from_now())
 }
 
@@ -254,6 +258,12 @@ fn cases() -> Vec<Case> {
     use bit::*;
     vec![
         case("GET", "/guilds/{g}", None, 0),
+        case(
+            "PATCH",
+            "/guilds/{g}",
+            Some(json!({ "name": "Renamed" })),
+            MANAGE_GUILD,
+        ),
         case("GET", "/guilds/{g}/channels", None, 0),
         case(
             "POST",
@@ -344,6 +354,7 @@ fn cases() -> Vec<Case> {
             Some(json!({})),
             CREATE_INSTANT_INVITE,
         ),
+        case("DELETE", "/invites/{i}", None, MANAGE_GUILD),
         case("GET", "/channels/{c}/messages", None, 0),
         case("GET", "/channels/{c}/messages/{m}", None, 0),
         case(
