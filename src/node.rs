@@ -144,10 +144,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to find the port.
     println!("chorus listening on http://{addr} (API http://{addr}/api/v10, gateway {public_ws_url}); node {node_id}, {shape}");
     tracing::info!(%addr, node_id, shape, "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    // With the peer address, so that requests without a token are rate limited per
+    // client address rather than all together.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server failed")?;
     tracing::info!("shutting down");
     match Arc::try_unwrap(projections) {
         Ok(p) => p.shutdown().await,

@@ -422,8 +422,9 @@ impl Connection {
             seq: 0,
             sent: VecDeque::new(),
         };
-        // TODO(applications): the bot's application id and flags once applications land;
-        // until then a user's id stands for its application.
+        // A bot's user id is its application's id (as on Discord: domain/src/application.rs),
+        // so `application.id` is the user's id; humans get the same harmless stub, which
+        // discord.js requires to be present.
         let ready = json!({
             "v": 10,
             "user": user,
