@@ -565,16 +565,6 @@ impl Renderer {
                 }
                 out
             }
-            // Events without a dispatch still go out, so gateways see every revision
-            // of the stream and detect gaps.
-            _ => {
-                let mut env = envelope(e, None, serde_json::Value::Null);
-                env.guild_id = Some(g);
-                vec![Outgoing {
-                    subject: subjects::guild(g, &snake(&e.event_type)),
-                    envelope: env,
-                }]
-            }
         })
     }
 
