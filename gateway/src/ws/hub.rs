@@ -376,9 +376,33 @@ impl Hub {
                 targets.retain(|_| verdicts.next().unwrap_or(false));
             }
             Topic::User(u) if name == "GUILD_CREATE" => {
-                // A guild joined: only the channels this user can view.
+                // A guild joined. Sessions that already follow it (they got it in their
+                // start-up GUILD_CREATEs because the join was committed before they
+                // identified) must not get it twice.
+                if let Some(g) = env.guild_id {
+                    let routes = self.routes();
+                    if let Some(following) = routes.members.get(&Topic::Guild(g)) {
+                        targets.retain(|t| !following.contains(&t.0));
+                    }
+                }
+                if targets.is_empty() {
+                    return;
+                }
+                // Only the channels this user can view.
                 if !self.filter_guild_create(u, &mut env.data).await {
                     return;
+                }
+            }
+            Topic::User(_) if name == "GUILD_DELETE" => {
+                // Removed from a guild: these sessions stop following it, so a later
+                // re-join is announced with GUILD_CREATE again.
+                if let Some(g) = env.guild_id {
+                    let mut routes = self.routes();
+                    if let Some(following) = routes.members.get_mut(&Topic::Guild(g)) {
+                        for t in &targets {
+                            following.remove(&t.0);
+                        }
+                    }
                 }
             }
             Topic::User(_) => {}
