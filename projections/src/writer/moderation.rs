@@ -24,6 +24,7 @@ use crate::Result;
 
 /// Discord's audit log action types.
 pub mod action {
+    pub const GUILD_UPDATE: i64 = 1;
     pub const CHANNEL_CREATE: i64 = 10;
     pub const CHANNEL_UPDATE: i64 = 11;
     pub const CHANNEL_DELETE: i64 = 12;
@@ -456,6 +457,12 @@ impl Plan {
                     "UPDATE {t} SET name = $2 WHERE id = $1",
                     vec![Val::Int(guild_id), Val::Text(name.as_str().to_owned())],
                 );
+                self.audit(entry(0).row(
+                    Some(guild_id),
+                    action::GUILD_UPDATE,
+                    vec![new_value("name", Value::String(name.as_str().to_owned()))],
+                    None,
+                ));
             }
         }
         true
