@@ -16,4 +16,5 @@ mod js;
 mod python;
 mod rest;
 mod serenity;
+mod shapes;
 mod twilight;
