@@ -276,9 +276,9 @@ async fn scenario(store: DynStore) {
     let created = find(&|e| matches!(e, GuildEvent::RoleCreated { role } if role.id == mods));
     assert_eq!(created.metadata.actor, Actor::User(owner.actor.get()));
     assert_eq!(created.metadata.reason.as_deref(), Some("a team"));
-    let timeout = find(&|e| {
-        matches!(e, GuildEvent::MemberUpdated { communication_disabled_until_ms: Some(_), nick: Some(n), .. } if n.as_str() == "Quiet")
-    });
+    let timeout = find(
+        &|e| matches!(e, GuildEvent::MemberUpdated { communication_disabled_until_ms: Some(_), nick: Some(n), .. } if n.as_str() == "Quiet"),
+    );
     assert_eq!(timeout.metadata.actor, Actor::User(moder.actor.get()));
     assert_eq!(timeout.metadata.reason.as_deref(), Some("cool down"));
     let kick = find(
@@ -286,19 +286,28 @@ async fn scenario(store: DynStore) {
     );
     assert_eq!(kick.metadata.reason.as_deref(), Some("spam"));
     assert_eq!(kick.metadata.correlation_id, "r-mod");
-    let ban = find(&|e| {
-        matches!(e, GuildEvent::MemberBanned { delete_message_seconds: 3600, user_id } if *user_id == member.actor)
-    });
+    let ban = find(
+        &|e| matches!(e, GuildEvent::MemberBanned { delete_message_seconds: 3600, user_id } if *user_id == member.actor),
+    );
     assert_eq!(ban.metadata.reason.as_deref(), Some("more spam"));
     find(&|e| matches!(e, GuildEvent::MemberUnbanned { .. }));
-    find(&|e| {
-        matches!(e, GuildEvent::MemberRemoved { reason: RemovalReason::Leave, user_id } if *user_id == moder.actor)
-    });
+    find(
+        &|e| matches!(e, GuildEvent::MemberRemoved { reason: RemovalReason::Leave, user_id } if *user_id == moder.actor),
+    );
     find(&|e| matches!(e, GuildEvent::RoleDeleted { role_id } if *role_id == helpers));
     find(&|e| matches!(e, GuildEvent::ChannelOverwriteSet { .. }));
     find(&|e| matches!(e, GuildEvent::ChannelOverwriteDeleted { .. }));
-    find(&|e| matches!(e, GuildEvent::ChannelUpdated { rate_limit_per_user: 30, .. }));
-    let deleted = find(&|e| matches!(e, GuildEvent::ChannelDeleted { channel_id } if *channel_id == channel));
+    find(&|e| {
+        matches!(
+            e,
+            GuildEvent::ChannelUpdated {
+                rate_limit_per_user: 30,
+                ..
+            }
+        )
+    });
+    let deleted =
+        find(&|e| matches!(e, GuildEvent::ChannelDeleted { channel_id } if *channel_id == channel));
     assert_eq!(deleted.metadata.reason.as_deref(), Some("closing"));
 
     // The ban deleted the message in the channel's stream, as the moderator.
@@ -320,7 +329,9 @@ async fn scenario(store: DynStore) {
     assert!(matches!(
         c.kick_member(&owner, domain::GuildId::new(42), member.actor)
             .await,
-        Err(CommandError::Domain(DomainError::Unknown(domain::Resource::Guild)))
+        Err(CommandError::Domain(DomainError::Unknown(
+            domain::Resource::Guild
+        )))
     ));
 }
 

@@ -16,8 +16,8 @@ pub mod snowflake;
 pub mod streams;
 pub mod timefmt;
 pub mod user;
-pub mod voice;
 pub mod values;
+pub mod voice;
 
 #[cfg(test)]
 mod testing;

@@ -22,7 +22,9 @@ pub enum ApiError {
     /// 10026 Unknown Ban.
     UnknownBan,
     /// 20016: slowmode; `retry_after` in seconds.
-    Slowmode { retry_after: u64 },
+    Slowmode {
+        retry_after: u64,
+    },
     /// 50035 with per-field errors: (field path, error code, message).
     InvalidForm(Vec<(String, &'static str, String)>),
     /// 50109: the body is not JSON.

@@ -2,8 +2,8 @@
 //! on the embedded shape (SQLite, in-process bus) and the clustered shape (PostgreSQL,
 //! NATS).
 
-mod authorization;
 mod applications;
+mod authorization;
 mod bad_input;
 mod cli;
 mod compose;
