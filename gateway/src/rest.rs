@@ -77,6 +77,21 @@ impl Params {
         self.0.get(key).map(|v| path_id(v, key)).transpose()
     }
 
+    /// `limit`: 1 to `max`, `default` when absent, Discord's error otherwise.
+    fn limit(&self, default: u32, max: u32) -> ApiResult<u32> {
+        match self.0.get("limit") {
+            None => Ok(default),
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::field(
+                    "limit",
+                    "NUMBER_TYPE_MAX",
+                    format!("Must be between 1 and {max}."),
+                )),
+            },
+        }
+    }
+
     fn flag(&self, key: &str) -> bool {
         self.0
             .get(key)
@@ -401,19 +416,7 @@ async fn list_messages(
     params: Params,
 ) -> ApiResult<Response> {
     let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
-    let limit = match params.0.get("limit") {
-        None => 50,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    "NUMBER_TYPE_MAX",
-                    "Must be between 1 and 100.",
-                ))
-            }
-        },
-    };
+    let limit = params.limit(50, 100)?;
     let anchor = [
         ("before", params.id::<domain::id::MessageMarker>("before")?),
         ("after", params.id("after")?),

@@ -398,19 +398,7 @@ async fn list_members(
     params: Params,
 ) -> ApiResult<Response> {
     let guild_id = guild_path(&guild_id)?;
-    let limit = match params.0.get("limit") {
-        None => 1,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    "NUMBER_TYPE_MAX",
-                    "Must be between 1 and 1000.",
-                ))
-            }
-        },
-    };
+    let limit = params.limit(1, 1000)?;
     let after: Option<UserId> = params.id("after")?;
     member_perms(&s, guild_id, auth).await?;
     Ok(ok(&queries::members(&s.db, guild_id, after, limit).await?))
@@ -608,19 +596,7 @@ async fn list_bans(
     params: Params,
 ) -> ApiResult<Response> {
     let guild_id = guild_path(&guild_id)?;
-    let limit = match params.0.get("limit") {
-        None => 1000,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    "NUMBER_TYPE_MAX",
-                    "Must be between 1 and 1000.",
-                ))
-            }
-        },
-    };
+    let limit = params.limit(1000, 1000)?;
     let before: Option<UserId> = params.id("before")?;
     let after: Option<UserId> = params.id("after")?;
     require(&s, guild_id, auth, Permissions::BAN_MEMBERS).await?;
@@ -933,19 +909,7 @@ async fn audit_log(
     params: Params,
 ) -> ApiResult<Response> {
     let guild_id = guild_path(&guild_id)?;
-    let limit = match params.0.get("limit") {
-        None => 50,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::field(
-                    "limit",
-                    "NUMBER_TYPE_MAX",
-                    "Must be between 1 and 100.",
-                ))
-            }
-        },
-    };
+    let limit = params.limit(50, 100)?;
     let action_type = match params.0.get("action_type") {
         None => None,
         Some(raw) => Some(raw.parse::<u16>().map_err(|_| {
