@@ -25,21 +25,29 @@ impl<A: Aggregate> Loaded<A> {
         store: &dyn EventStore,
         stream: &str,
     ) -> Result<(), CommandError> {
+        self.catch_up_to(store, stream, Revision::MAX).await
+    }
+
+    /// Applies the stream's events after `revision` up to revision `to` (inclusive).
+    pub async fn catch_up_to(
+        &mut self,
+        store: &dyn EventStore,
+        stream: &str,
+        to: Revision,
+    ) -> Result<(), CommandError> {
         const PAGE: usize = 1000;
-        loop {
+        while self.revision < to {
+            let want = usize::try_from(to - self.revision).map_or(PAGE, |n| n.min(PAGE));
             let events = store
-                .read_stream(stream, self.revision + 1, Direction::Forwards, PAGE)
+                .read_stream(stream, self.revision + 1, Direction::Forwards, want)
                 .await?;
             let n = events.len();
-            for e in events {
-                let event = A::Event::from_stored(&e.event_type, e.version, e.data)?;
-                self.state.evolve(&event);
-                self.revision = e.revision;
-            }
-            if n < PAGE {
-                return Ok(());
+            self.apply_recorded(&events)?;
+            if n < want {
+                break;
             }
         }
+        Ok(())
     }
 
     /// Applies one page of `stream`'s events read from the log (in revision order).

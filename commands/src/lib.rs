@@ -21,6 +21,7 @@ use domain::SnowflakeGenerator;
 use store::{Actor, DynStore, Metadata, NewEvent};
 
 pub use applications::BotToken;
+pub use cache::Loaded;
 pub use error::CommandError;
 pub use handlers::{ChannelSpec, InviteSpec, Registered, SentMessage};
 pub use moderation::{Banned, ChannelEdit, MemberEdit, RoleEdit, RoleSpec};

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use bus::Envelope;
 use domain::guild::GuildState;
 use domain::permissions::Permissions;
-use domain::{Aggregate, ChannelId, DomainEvent, GuildId, UserId};
-use store::{Direction, DynStore};
+use domain::{ChannelId, GuildId, UserId};
+use store::DynStore;
 
 /// Which members a dispatch is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,39 +61,13 @@ impl Audience {
 }
 
 /// One guild's permission pieces as of a revision of its stream.
-#[derive(Default)]
-struct View {
-    revision: u64,
-    state: GuildState,
-}
+type View = commands::Loaded<GuildState>;
 
-impl View {
-    /// Applies the guild's events up to revision `to` (inclusive; `u64::MAX`: all).
-    async fn advance(&mut self, store: &DynStore, guild: GuildId, to: u64) -> Result<(), String> {
-        const PAGE: usize = 1000;
-        let stream = domain::streams::guild(guild);
-        while self.revision < to {
-            let want = usize::try_from(to - self.revision)
-                .unwrap_or(PAGE)
-                .min(PAGE);
-            let events = store
-                .read_stream(&stream, self.revision + 1, Direction::Forwards, want)
-                .await
-                .map_err(|e| e.to_string())?;
-            let n = events.len();
-            for e in events {
-                let event =
-                    <GuildState as Aggregate>::Event::from_stored(&e.event_type, e.version, e.data)
-                        .map_err(|e| e.to_string())?;
-                self.state.evolve(&event);
-                self.revision = e.revision;
-            }
-            if n < want {
-                break;
-            }
-        }
-        Ok(())
-    }
+/// Applies `guild`'s events to `view` up to revision `to` (inclusive; `u64::MAX`: all).
+async fn advance(view: &mut View, store: &DynStore, guild: GuildId, to: u64) -> Result<(), String> {
+    view.catch_up_to(store.as_ref(), &domain::streams::guild(guild), to)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The hub's guild views.
@@ -141,7 +115,7 @@ impl Views {
             (false, _) if v.revision == 0 => u64::MAX,
             (false, _) => 0,
         };
-        if let Err(e) = v.advance(&self.store, guild_id, until).await {
+        if let Err(e) = advance(&mut v, &self.store, guild_id, until).await {
             tracing::error!(guild, error = %e, "cannot read a guild's permissions; withholding a dispatch");
             return vec![false; users.len()];
         }
@@ -152,7 +126,7 @@ impl Views {
             .map(|u| audience.allows(&v.state, UserId::new(*u), now))
             .collect();
         if before {
-            if let Err(e) = v.advance(&self.store, guild_id, env.revision).await {
+            if let Err(e) = advance(&mut v, &self.store, guild_id, env.revision).await {
                 tracing::error!(guild, error = %e, "cannot read a guild's permissions");
             }
         }
@@ -165,7 +139,7 @@ impl Views {
         let view = self.view(guild);
         let mut v = view.lock().await;
         let guild_id = GuildId::new(guild);
-        if let Err(e) = v.advance(&self.store, guild_id, u64::MAX).await {
+        if let Err(e) = advance(&mut v, &self.store, guild_id, u64::MAX).await {
             tracing::error!(guild, error = %e, "cannot read a guild's permissions");
             return None;
         }
@@ -194,26 +168,12 @@ async fn voice_states(
     store: &DynStore,
     guild: GuildId,
 ) -> Result<domain::voice::VoiceStates, String> {
-    const PAGE: usize = 1000;
-    let stream = domain::voice::stream(guild);
-    let mut states = domain::voice::VoiceStates::default();
-    let mut from = 1;
-    loop {
-        let events = store
-            .read_stream(&stream, from, Direction::Forwards, PAGE)
-            .await
-            .map_err(|e| e.to_string())?;
-        let n = events.len();
-        for e in events {
-            let event = domain::voice::VoiceEvent::from_stored(&e.event_type, e.version, e.data)
-                .map_err(|e| e.to_string())?;
-            states.evolve(&event);
-            from = e.revision + 1;
-        }
-        if n < PAGE {
-            return Ok(states);
-        }
-    }
+    let mut loaded = commands::Loaded::<domain::voice::VoiceStates>::default();
+    loaded
+        .catch_up(store.as_ref(), &domain::voice::stream(guild))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(loaded.state)
 }
 
 /// Fills GUILD_CREATE's `voice_states`: who is in which voice channel the user can see
