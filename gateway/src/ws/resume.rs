@@ -32,6 +32,8 @@ pub struct Session {
     pub seq: u64,
     /// Dispatches sent and not yet acknowledged by a heartbeat, with their `s`.
     pub sent: VecDeque<(u64, Arc<Dispatch>)>,
+    /// The voice rooms this session was last sent VOICE_SERVER_UPDATE for (`voice.rs`).
+    pub voice: super::voice::OwnVoice,
 }
 
 impl Session {

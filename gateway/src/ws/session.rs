@@ -232,6 +232,12 @@ impl Connection {
     /// Sends a dispatch to the session if its intents include it, with the next `s`,
     /// and keeps it for replay.
     async fn deliver(&mut self, session: &mut Session, dispatch: Arc<Dispatch>) -> Result<(), End> {
+        // A VOICE_STATE_UPDATE that moved this session's voice state (a moderator's move):
+        // the dispatch, then VOICE_SERVER_UPDATE for the new room (voice.rs).
+        if let Some(update) = super::voice::after_state_update(&self.state, session, &dispatch) {
+            Box::pin(self.deliver(session, dispatch)).await?;
+            return Box::pin(self.deliver(session, update)).await;
+        }
         let Some(data) = dispatch.data_for(session.user_id, session.intents) else {
             return Ok(());
         };
@@ -421,6 +427,7 @@ impl Connection {
             session_id: hex::encode(rand::random::<[u8; 16]>()),
             seq: 0,
             sent: VecDeque::new(),
+            voice: Default::default(),
         };
         // A bot's user id is its application's id (as on Discord: domain/src/application.rs),
         // so `application.id` is the user's id; humans get the same harmless stub, which
@@ -612,18 +619,13 @@ impl Connection {
                 "Already authenticated",
             )),
             op::REQUEST_GUILD_MEMBERS => self.request_members(session, frame.d).await,
-            op::VOICE_STATE_UPDATE => match super::voice::state_update(
-                &self.state,
-                session.user_id,
-                &session.session_id,
-                frame.d,
-            )
-            .await
-            {
-                Ok(Some(update)) => self.deliver(session, update).await,
-                Ok(None) => Ok(()),
-                Err(super::voice::Malformed) => Err(DECODE),
-            },
+            op::VOICE_STATE_UPDATE => {
+                match super::voice::state_update(&self.state, session, frame.d).await {
+                    Ok(Some(update)) => self.deliver(session, update).await,
+                    Ok(None) => Ok(()),
+                    Err(super::voice::Malformed) => Err(DECODE),
+                }
+            }
             op::PRESENCE_UPDATE => Ok(()),
             // Opcodes Discord defines that a client does not send here.
             op::DISPATCH | op::RECONNECT | op::INVALID_SESSION | op::HELLO | op::HEARTBEAT_ACK => {

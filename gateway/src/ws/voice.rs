@@ -5,6 +5,13 @@
 //! joined or moved gets VOICE_SERVER_UPDATE `{token, guild_id, endpoint}` pointing at the
 //! voice node that holds the room (see `voice::placement`).
 //!
+//! A session whose voice state someone else moves (a moderator's member PATCH
+//! `channel_id`) gets, after that VOICE_STATE_UPDATE, a VOICE_SERVER_UPDATE for the new
+//! room too, as on Discord: its old voice connection was closed (4014) and it needs the
+//! new room's token and endpoint to reconnect. [`OwnVoice`] remembers, per guild, the room
+//! of the last VOICE_SERVER_UPDATE the session was sent, so its own op 4 move (answered
+//! at once) is not answered twice, and a leave or a change within the room sends none.
+//!
 //! As on Discord, a refused op 4 (no permission, full channel, not a voice channel) is
 //! dropped without a reply; only a payload that cannot be read closes the session (4002).
 
@@ -13,8 +20,27 @@ use std::sync::Arc;
 use domain::{ChannelId, GuildId, UserId};
 use serde_json::{json, Value};
 
+use super::resume::Session;
 use super::Dispatch;
 use crate::AppState;
+
+/// The room of the last VOICE_SERVER_UPDATE a session was sent, per guild (a session is
+/// in voice in one or two guilds at most, so a short list; empty for most sessions).
+#[derive(Debug, Default)]
+pub struct OwnVoice(Vec<(GuildId, ChannelId)>);
+
+impl OwnVoice {
+    fn room(&self, guild: GuildId) -> Option<ChannelId> {
+        self.0.iter().find(|(g, _)| *g == guild).map(|(_, c)| *c)
+    }
+
+    fn set(&mut self, guild: GuildId, channel: Option<ChannelId>) {
+        self.0.retain(|(g, _)| *g != guild);
+        if let Some(c) = channel {
+            self.0.push((guild, c));
+        }
+    }
+}
 
 /// The op 4 payload could not be read.
 pub(super) struct Malformed;
@@ -27,14 +53,13 @@ fn snowflake(v: &Value) -> Option<u64> {
     }
 }
 
-/// Handles op 4 from `user_id`'s session `session_id`; the VOICE_SERVER_UPDATE to send to
-/// this session, if any.
+/// Handles op 4 from `session`; the VOICE_SERVER_UPDATE to send to it, if any.
 pub(super) async fn state_update(
     state: &AppState,
-    user_id: u64,
-    session_id: &str,
+    session: &mut Session,
     d: Value,
 ) -> Result<Option<Arc<Dispatch>>, Malformed> {
+    let (user_id, session_id) = (session.user_id, session.session_id.as_str());
     let guild = snowflake(&d["guild_id"])
         .and_then(GuildId::new_checked)
         .ok_or(Malformed)?;
@@ -67,21 +92,80 @@ pub(super) async fn state_update(
             return Ok(None);
         }
     };
-    let (Some(routing), Some(now)) = (&state.config.voice, &outcome.state) else {
-        return Ok(None);
-    };
-    let update = routing.server_update(
-        guild.get(),
-        now.channel_id.get(),
-        user_id,
-        session_id,
-        outcome.mute,
-        outcome.deaf,
+    let channel = outcome.state.as_ref().map(|now| now.channel_id);
+    let update = channel.and_then(|c| {
+        server_update(
+            state,
+            guild,
+            c,
+            user_id,
+            session_id,
+            outcome.mute,
+            outcome.deaf,
+        )
+    });
+    session.voice.set(guild, update.as_ref().and(channel));
+    Ok(update)
+}
+
+/// Called for every dispatch before it is delivered to `session`: when it is a
+/// VOICE_STATE_UPDATE that put this session's own voice state in a room other than the one
+/// of its last VOICE_SERVER_UPDATE (someone else moved it), the VOICE_SERVER_UPDATE for
+/// the new room, to send after it. A leave forgets the room and sends nothing. The room is
+/// recorded before returning, so a second call for the same dispatch returns None
+/// (`deliver` calls itself with it).
+pub(super) fn after_state_update(
+    state: &AppState,
+    session: &mut Session,
+    dispatch: &Dispatch,
+) -> Option<Arc<Dispatch>> {
+    // Cheap tests first: every session of the guild sees every voice state change.
+    if dispatch.name != "VOICE_STATE_UPDATE" || !dispatch.data.contains(&session.session_id) {
+        return None;
+    }
+    let d: Value = serde_json::from_str(&dispatch.data).ok()?;
+    if d["session_id"].as_str() != Some(session.session_id.as_str())
+        || snowflake(&d["user_id"]) != Some(session.user_id)
+    {
+        return None;
+    }
+    let guild = snowflake(&d["guild_id"]).and_then(GuildId::new_checked)?;
+    let channel = snowflake(&d["channel_id"]).and_then(ChannelId::new_checked);
+    if channel.is_none() || session.voice.room(guild) == channel {
+        session.voice.set(guild, channel);
+        return None;
+    }
+    let update = server_update(
+        state,
+        guild,
+        channel?,
+        session.user_id,
+        &session.session_id,
+        d["mute"].as_bool().unwrap_or(false),
+        d["deaf"].as_bool().unwrap_or(false),
     );
+    session.voice.set(guild, update.as_ref().and(channel));
+    update
+}
+
+/// VOICE_SERVER_UPDATE `{token, guild_id, endpoint}` for `user_id`'s session `session_id`
+/// in `channel`'s room, with the member's server mute and deafen in the token; None on a
+/// node that does not route voice.
+fn server_update(
+    state: &AppState,
+    guild: GuildId,
+    channel: ChannelId,
+    user_id: u64,
+    session_id: &str,
+    mute: bool,
+    deaf: bool,
+) -> Option<Arc<Dispatch>> {
+    let routing = state.config.voice.as_ref()?;
+    let update = routing.server_update(guild.get(), channel.get(), user_id, session_id, mute, deaf);
     let data = json!({
         "token": update.token,
         "guild_id": guild.to_string(),
         "endpoint": update.endpoint,
     });
-    Ok(Dispatch::new("VOICE_SERVER_UPDATE".to_owned(), &data).map(Arc::new))
+    Dispatch::new("VOICE_SERVER_UPDATE".to_owned(), &data).map(Arc::new)
 }
