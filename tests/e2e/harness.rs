@@ -92,9 +92,13 @@ impl Server {
         Self::start_with(shape, &[])
     }
 
+    /// Starts with extra flags; `--bind` among them replaces the default (any free port).
     pub fn start_with(shape: &Shape, extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-        cmd.arg("serve").arg("--bind").arg("127.0.0.1:0");
+        cmd.arg("serve");
+        if !extra.contains(&"--bind") {
+            cmd.arg("--bind").arg("127.0.0.1:0");
+        }
         let dir = match shape {
             Shape::Embedded => {
                 let dir = tempfile::tempdir().expect("tempdir");

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use voice::client::{ClientPeer, Swarm};
 
-use crate::harness::{raw_gateway, Gateway, Server, Shape};
+use crate::harness::{raw_gateway, Api, Gateway, Server, Shape};
 
 /// A gateway session with the GUILD_VOICE_STATES intent (1 << 7) besides GUILDS.
 async fn connect(url: &str, token: &str) -> Gateway {
@@ -52,30 +52,49 @@ impl VoiceConn {
 type VoiceWs =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn next(ws: &mut VoiceWs) -> Value {
-    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(&t).unwrap(),
-        other => panic!("expected a voice frame, got {other:?}"),
+/// The next voice frame, or the close code (None: closed without one).
+async fn next_or_close(ws: &mut VoiceWs) -> Result<Value, Option<u16>> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str::<Value>(&t).unwrap()),
+            Ok(Some(Ok(Message::Close(f)))) => return Err(f.map(|f| u16::from(f.code))),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_)) | None) => return Err(None),
+            Err(_) => panic!("no voice frame within 10 s"),
+        }
     }
 }
 
-/// Op 4 on the gateway, then the voice WebSocket flow with a str0m peer.
-async fn join_voice(
-    gw: &mut Gateway,
-    user_id: &str,
-    guild_id: &str,
-    channel_id: &str,
-) -> (VoiceConn, ClientPeer) {
+async fn next(ws: &mut VoiceWs) -> Value {
+    next_or_close(ws)
+        .await
+        .unwrap_or_else(|code| panic!("expected a voice frame, got close {code:?}"))
+}
+
+/// Op 4 on the gateway; the VOICE_SERVER_UPDATE's endpoint and token.
+async fn op4(gw: &mut Gateway, guild_id: &str, channel_id: &str) -> (String, String) {
     gw.send(json!({"op": 4, "d": {
         "guild_id": guild_id, "channel_id": channel_id, "self_mute": false, "self_deaf": false
     }}))
     .await;
     let server = gw.wait_for("VOICE_SERVER_UPDATE").await;
     assert_eq!(server["guild_id"], guild_id);
-    let endpoint = server["endpoint"].as_str().expect("endpoint").to_owned();
-    let token = server["token"].as_str().expect("token").to_owned();
-    let session_id = gw.ready["session_id"].as_str().unwrap().to_owned();
+    (
+        server["endpoint"].as_str().expect("endpoint").to_owned(),
+        server["token"].as_str().expect("token").to_owned(),
+    )
+}
 
+/// Opens the voice WebSocket at `endpoint` and IDENTIFYs with `token`: the socket after
+/// READY, or the close code the server answered with.
+async fn identify(
+    gw: &Gateway,
+    endpoint: &str,
+    user_id: &str,
+    guild_id: &str,
+    token: &str,
+) -> Result<VoiceWs, Option<u16>> {
+    let session_id = gw.ready["session_id"].as_str().unwrap();
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{endpoint}?v=8"))
         .await
         .expect("voice websocket");
@@ -88,8 +107,14 @@ async fn join_voice(
     ))
     .await
     .unwrap();
-    let ready = next(&mut ws).await;
+    let ready = next_or_close(&mut ws).await?;
     assert_eq!(ready["op"], 2, "{ready}");
+    Ok(ws)
+}
+
+/// SELECT_PROTOCOL with a str0m peer's offer on an identified voice socket; then the
+/// socket is read (and heartbeated) by a task.
+async fn start_media(mut ws: VoiceWs, user_id: &str) -> (VoiceConn, ClientPeer) {
     let (mut peer, offer) =
         ClientPeer::new(user_id.parse().unwrap(), IpAddr::V4(Ipv4Addr::LOCALHOST), 3).unwrap();
     ws.send(Message::Text(
@@ -110,21 +135,80 @@ async fn join_voice(
     let (tx, messages) = mpsc::unbounded_channel();
     let (ctx, closed) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Some(m) = ws.next().await {
+        // Heartbeats keep the connection alive however long the test takes.
+        let mut beat = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let m = tokio::select! {
+                m = ws.next() => m,
+                _ = beat.tick() => {
+                    let hb = json!({"op": 3, "d": {"t": 1}}).to_string();
+                    if ws.send(Message::Text(hb.into())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             match m {
-                Ok(Message::Text(t)) => {
+                Some(Ok(Message::Text(t))) => {
                     let _ = tx.send(serde_json::from_str(&t).unwrap());
                 }
-                Ok(Message::Close(Some(f))) => {
+                Some(Ok(Message::Close(Some(f)))) => {
                     let _ = ctx.send(u16::from(f.code));
                     return;
                 }
-                Ok(_) => {}
-                Err(_) => return,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
             }
         }
     });
     (VoiceConn { messages, closed }, peer)
+}
+
+/// Op 4 on the gateway, then the voice WebSocket flow with a str0m peer.
+async fn join_voice(
+    gw: &mut Gateway,
+    user_id: &str,
+    guild_id: &str,
+    channel_id: &str,
+) -> (VoiceConn, ClientPeer) {
+    let (endpoint, token) = op4(gw, guild_id, channel_id).await;
+    let ws = identify(gw, &endpoint, user_id, guild_id, &token)
+        .await
+        .unwrap_or_else(|code| panic!("voice IDENTIFY refused with {code:?}"));
+    start_media(ws, user_id).await
+}
+
+/// Drives the peers until each has heard at least 20 frames from every other, and none
+/// from itself.
+async fn hear_each_other(peers: Vec<ClientPeer>) -> Swarm {
+    let swarm = Swarm::start(peers);
+    let ids: Vec<u64> = swarm.peers().iter().map(|p| p.user).collect();
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok = swarm.peers().iter().all(|p| {
+            ids.iter()
+                .filter(|u| **u != p.user)
+                .all(|u| p.frames_from(*u) >= 20)
+        });
+        if ok {
+            break;
+        }
+        let heard: Vec<_> = swarm.peers().iter().map(|p| (p.user, p.heard())).collect();
+        assert!(
+            Instant::now() < end,
+            "the peers did not hear each other: {heard:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(swarm.peers().iter().all(|p| p.frames_from(p.user) == 0));
+    swarm
+}
+
+/// The close code a voice connection was closed with.
+async fn closed_with(conn: &mut VoiceConn) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(10), conn.closed.recv())
+        .await
+        .expect("the voice connection was closed within 10 s")
 }
 
 async fn two_members_talk_in_a_voice_channel(shape: Shape) {
@@ -184,24 +268,7 @@ async fn two_members_talk_in_a_voice_channel(shape: Shape) {
     drop(late);
     let (_bob_voice, bob_peer) = join_voice(&mut bob_gw, &bob_id, &guild_id, &lounge_id).await;
 
-    let swarm = Swarm::start(vec![alice_peer, bob_peer]);
-    let (a, b): (u64, u64) = (alice_id.parse().unwrap(), bob_id.parse().unwrap());
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ok = {
-            let peers = swarm.peers();
-            peers[0].frames_from(b) >= 20 && peers[1].frames_from(a) >= 20
-        };
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "alice and bob did not hear each other"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(swarm.peers().iter().all(|p| p.frames_from(p.user) == 0));
+    let _swarm = hear_each_other(vec![alice_peer, bob_peer]).await;
 
     // Bob leaves with op 4 channel_id null: his voice connection is closed (4014), Alice
     // is told, and the guild sees the voice state go.
@@ -226,15 +293,326 @@ async fn two_members_talk_in_a_voice_channel(shape: Shape) {
         })
         .await;
     let mut bob_voice = _bob_voice;
-    let code = tokio::time::timeout(Duration::from_secs(10), bob_voice.closed.recv())
-        .await
-        .expect("bob's voice connection closed");
-    assert_eq!(code, Some(4014));
+    assert_eq!(closed_with(&mut bob_voice).await, Some(4014));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_talk_in_a_voice_channel_embedded() {
     two_members_talk_in_a_voice_channel(Shape::Embedded).await;
+}
+
+/// A voice channel named `name` in the guild.
+async fn voice_channel(owner: &Api, guild_id: &str, name: &str) -> String {
+    let c = owner
+        .ok(
+            "POST",
+            &format!("/guilds/{guild_id}/channels"),
+            Some(json!({ "name": name, "type": 2 })),
+        )
+        .await;
+    c["id"].as_str().unwrap().to_owned()
+}
+
+/// `member` joins the guild through an invite to `channel_id`.
+async fn invite(owner: &Api, member: &Api, channel_id: &str) {
+    let invite = owner
+        .ok(
+            "POST",
+            &format!("/channels/{channel_id}/invites"),
+            Some(json!({ "max_age": 3600 })),
+        )
+        .await;
+    member
+        .ok(
+            "POST",
+            &format!("/invites/{}", invite["code"].as_str().unwrap()),
+            None,
+        )
+        .await;
+}
+
+/// Every dispatch `gw` receives until the CHANNEL_CREATE of a text channel named
+/// `marker`, which `owner` creates now: what the gateway sent for everything before it.
+async fn dispatches_until(
+    gw: &mut Gateway,
+    owner: &Api,
+    guild_id: &str,
+    marker: &str,
+) -> Vec<Value> {
+    owner
+        .ok(
+            "POST",
+            &format!("/guilds/{guild_id}/channels"),
+            Some(json!({ "name": marker })),
+        )
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let d = gw.next_dispatch().await;
+        if d["t"] == "CHANNEL_CREATE" && d["d"]["name"] == marker {
+            return seen;
+        }
+        seen.push(d);
+    }
+}
+
+fn count(dispatches: &[Value], t: &str) -> usize {
+    dispatches.iter().filter(|d| d["t"] == t).count()
+}
+
+/// After `user_id`'s VOICE_STATE_UPDATE in `channel_id` (skipping other dispatches, but
+/// no VOICE_SERVER_UPDATE), the very next dispatch: the VOICE_SERVER_UPDATE's endpoint
+/// and token.
+async fn moved_server_update(
+    gw: &mut Gateway,
+    user_id: &str,
+    channel_id: &str,
+) -> (String, String) {
+    loop {
+        let d = gw.next_dispatch().await;
+        assert_ne!(
+            d["t"], "VOICE_SERVER_UPDATE",
+            "before the move's voice state: {d}"
+        );
+        if d["t"] == "VOICE_STATE_UPDATE"
+            && d["d"]["user_id"] == user_id
+            && d["d"]["channel_id"] == channel_id
+        {
+            break;
+        }
+    }
+    let update = gw.next_dispatch().await;
+    assert_eq!(update["t"], "VOICE_SERVER_UPDATE", "{update}");
+    (
+        update["d"]["endpoint"]
+            .as_str()
+            .expect("endpoint")
+            .to_owned(),
+        update["d"]["token"].as_str().expect("token").to_owned(),
+    )
+}
+
+/// A moderator moves a member to another voice channel: the member's old voice connection
+/// is closed (4014) and their gateway session gets, after the VOICE_STATE_UPDATE, a
+/// VOICE_SERVER_UPDATE whose token opens the new room. The member's own op 4 move gets
+/// exactly one VOICE_SERVER_UPDATE, a disconnect none.
+async fn a_moved_member_gets_a_voice_server_update(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (alice, alice_id) = anon.register("alice").await;
+    let (bob, bob_id) = anon.register("bob").await;
+    let guild = alice
+        .ok("POST", "/guilds", Some(json!({ "name": "Moves" })))
+        .await;
+    let g = guild["id"].as_str().unwrap().to_owned();
+    let lounge = voice_channel(&alice, &g, "lounge").await;
+    let den = voice_channel(&alice, &g, "den").await;
+    invite(&alice, &bob, &lounge).await;
+    let mut alice_gw = connect(&server.ws, alice.token.as_deref().unwrap()).await;
+    let mut bob_gw = connect(&server.ws, bob.token.as_deref().unwrap()).await;
+    let (mut bob_lounge, _bob_peer) = join_voice(&mut bob_gw, &bob_id, &g, &lounge).await;
+
+    alice
+        .ok(
+            "PATCH",
+            &format!("/guilds/{g}/members/{bob_id}"),
+            Some(json!({ "channel_id": den })),
+        )
+        .await;
+    let (endpoint, token) = moved_server_update(&mut bob_gw, &bob_id, &den).await;
+    let host = server.http.trim_start_matches("http://");
+    assert_eq!(endpoint, format!("{host}/voice"));
+    assert_eq!(closed_with(&mut bob_lounge).await, Some(4014));
+    // The new token is for the den: Bob, reconnected with it, hears Alice there.
+    let ws = identify(&bob_gw, &endpoint, &bob_id, &g, &token)
+        .await
+        .unwrap_or_else(|code| panic!("the moved member's token was refused: {code:?}"));
+    let (_bob_den, bob_peer) = start_media(ws, &bob_id).await;
+    let (_alice_den, alice_peer) = join_voice(&mut alice_gw, &alice_id, &g, &den).await;
+    drop(hear_each_other(vec![alice_peer, bob_peer]).await);
+
+    // Bob's own op 4 move is answered once, not again when its VOICE_STATE_UPDATE comes.
+    bob_gw
+        .send(json!({"op": 4, "d": {"guild_id": g, "channel_id": lounge, "self_mute": false, "self_deaf": false}}))
+        .await;
+    let seen = dispatches_until(&mut bob_gw, &alice, &g, "after-op4").await;
+    assert_eq!(count(&seen, "VOICE_SERVER_UPDATE"), 1, "{seen:?}");
+    assert!(
+        seen.iter().any(|d| d["t"] == "VOICE_STATE_UPDATE"
+            && d["d"]["user_id"] == bob_id.as_str()
+            && d["d"]["channel_id"] == lounge.as_str()),
+        "{seen:?}"
+    );
+    // A moderator's disconnect sends no VOICE_SERVER_UPDATE.
+    alice
+        .ok(
+            "PATCH",
+            &format!("/guilds/{g}/members/{bob_id}"),
+            Some(json!({ "channel_id": null })),
+        )
+        .await;
+    let seen = dispatches_until(&mut bob_gw, &alice, &g, "after-disconnect").await;
+    assert_eq!(count(&seen, "VOICE_SERVER_UPDATE"), 0, "{seen:?}");
+    assert!(
+        seen.iter().any(|d| d["t"] == "VOICE_STATE_UPDATE"
+            && d["d"]["user_id"] == bob_id.as_str()
+            && d["d"]["channel_id"].is_null()),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_member_gets_a_voice_server_update_embedded() {
+    a_moved_member_gets_a_voice_server_update(Shape::Embedded).await;
+}
+
+/// A port nobody listens on now (bound and released), for flags that need it in advance.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The clustered shape: one API node (`--role api`) and two voice nodes (`--role voice`)
+/// on one PostgreSQL database and NATS, with the same `--voice-endpoints` and
+/// `--voice-secret`. Rooms land on the voice node rendezvous hashing picks; that node
+/// accepts the token, the other refuses it (4011); two members in one room talk through
+/// their node's SFU; a moderator's move to a room on the other node closes the old
+/// connection (4014) and points the member at the other node. The API node serves no voice
+/// WebSocket and the voice nodes no REST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_placed_on_voice_nodes_in_a_cluster() {
+    let shape = Shape::cluster().await;
+    let endpoints: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let list = endpoints.join(",");
+    let secret = "e2e-cluster-voice-secret";
+    let api_node = Server::start_with(
+        &shape,
+        &[
+            "--role",
+            "api",
+            "--voice-endpoints",
+            &list,
+            "--voice-secret",
+            secret,
+        ],
+    );
+    let voice_nodes: Vec<Server> = endpoints
+        .iter()
+        .map(|e| {
+            Server::start_with(
+                &shape,
+                &[
+                    "--role",
+                    "voice",
+                    "--bind",
+                    e,
+                    "--voice-endpoints",
+                    &list,
+                    "--voice-secret",
+                    secret,
+                ],
+            )
+        })
+        .collect();
+    for (node, e) in voice_nodes.iter().zip(&endpoints) {
+        assert_eq!(node.http, format!("http://{e}"));
+        // A voice node serves no REST.
+        let r = node.api(None).call("GET", "/gateway", None).await;
+        assert_eq!(r.status, 404, "{r:?}");
+    }
+    // The API node serves no voice WebSocket.
+    let api_host = api_node.http.trim_start_matches("http://").to_owned();
+    match tokio_tungstenite::connect_async(format!("ws://{api_host}/voice?v=8")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        other => panic!("the API node answered a voice WebSocket: {other:?}"),
+    }
+
+    let placement = voice::placement::Placement::new(endpoints.clone());
+    let anon = api_node.api(None);
+    let (alice, alice_id) = anon.register("alice").await;
+    let (bob, bob_id) = anon.register("bob").await;
+    let (carol, carol_id) = anon.register("carol").await;
+    let guild = alice
+        .ok("POST", "/guilds", Some(json!({ "name": "Cluster Voice" })))
+        .await;
+    let g = guild["id"].as_str().unwrap().to_owned();
+    // One room on each voice node.
+    let mut rooms: Vec<Option<String>> = vec![None, None];
+    for i in 0.. {
+        assert!(i < 40, "40 rooms and still not one on each voice node");
+        let id = voice_channel(&alice, &g, &format!("room-{i}")).await;
+        let at = placement.endpoint_for(id.parse().unwrap());
+        let node = endpoints.iter().position(|e| e == at).unwrap();
+        rooms[node].get_or_insert(id);
+        if rooms.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let rooms: Vec<String> = rooms.into_iter().map(Option::unwrap).collect();
+    invite(&alice, &bob, &rooms[0]).await;
+    invite(&alice, &carol, &rooms[0]).await;
+    let ws = &api_node.ws;
+    let mut alice_gw = connect(ws, alice.token.as_deref().unwrap()).await;
+    let mut bob_gw = connect(ws, bob.token.as_deref().unwrap()).await;
+    let mut carol_gw = connect(ws, carol.token.as_deref().unwrap()).await;
+
+    // Each VOICE_SERVER_UPDATE points at the node holding the room; that node accepts the
+    // token, the other refuses it with 4011.
+    let mut conns = Vec::new();
+    let mut peers = Vec::new();
+    for (gw, user, room, node) in [
+        (&mut alice_gw, &alice_id, &rooms[0], 0),
+        (&mut bob_gw, &bob_id, &rooms[0], 0),
+        (&mut carol_gw, &carol_id, &rooms[1], 1),
+    ] {
+        let (endpoint, token) = op4(gw, &g, room).await;
+        assert_eq!(endpoint, format!("{}/voice", endpoints[node]));
+        let other = format!("{}/voice", endpoints[1 - node]);
+        match identify(gw, &other, user, &g, &token).await {
+            Err(code) => assert_eq!(code, Some(4011), "the other voice node's refusal"),
+            Ok(_) => panic!("{other} accepted a token for a room placed on {endpoint}"),
+        }
+        let ws = identify(gw, &endpoint, user, &g, &token)
+            .await
+            .unwrap_or_else(|code| panic!("{endpoint} refused its own room's token: {code:?}"));
+        let (conn, peer) = start_media(ws, user).await;
+        conns.push(conn);
+        peers.push(peer);
+    }
+    let carol_peer = peers.pop().unwrap();
+    // Alice and Bob talk through the first voice node's SFU.
+    let swarm = hear_each_other(peers).await;
+    assert!(
+        swarm
+            .peers()
+            .iter()
+            .all(|p| p.frames_from(carol_peer.user) == 0),
+        "nobody hears Carol, who is in another room"
+    );
+    drop(swarm);
+
+    // Alice moves Bob to the room on the other node: the first node closes his connection
+    // (it follows the log through NATS) and his session is pointed at the second node.
+    alice
+        .ok(
+            "PATCH",
+            &format!("/guilds/{g}/members/{bob_id}"),
+            Some(json!({ "channel_id": rooms[1] })),
+        )
+        .await;
+    let (endpoint, token) = moved_server_update(&mut bob_gw, &bob_id, &rooms[1]).await;
+    assert_eq!(endpoint, format!("{}/voice", endpoints[1]));
+    assert_eq!(closed_with(&mut conns[1]).await, Some(4014));
+    let ws = identify(&bob_gw, &endpoint, &bob_id, &g, &token)
+        .await
+        .unwrap_or_else(|code| panic!("the moved member's token was refused: {code:?}"));
+    let (_bob_there, bob_peer) = start_media(ws, &bob_id).await;
+    drop(hear_each_other(vec![carol_peer, bob_peer]).await);
 }
 
 /// The page script: gateway, op 4, voice WebSocket and an RTCPeerConnection with the fake
