@@ -38,7 +38,8 @@ struct Run {
     sfu_cpu: f64,
     client_cpu: f64,
     loss: f64,
-    out_pps: f64,
+    delivered_pps: f64,
+    udp_errors: u64,
 }
 
 fn run(rooms: usize, participants: usize, secs: u64) -> Run {
@@ -63,10 +64,12 @@ fn run(rooms: usize, participants: usize, secs: u64) -> Run {
         });
         rx.recv().unwrap().expect("voice server")
     };
+    // The SFU thread's CPU time and the instant it was read, both on the SFU thread (the
+    // read may wait behind a busy SFU, so the instant is taken there, not here).
     let cpu_on_server = |h: &tokio::runtime::Handle| {
         let (tx, rx) = std::sync::mpsc::channel();
         h.spawn(async move {
-            let _ = tx.send(thread_cpu());
+            let _ = tx.send((thread_cpu(), Instant::now()));
         });
         rx.recv().unwrap()
     };
@@ -92,33 +95,51 @@ fn run(rooms: usize, participants: usize, secs: u64) -> Run {
     let ready = swarm.wait_until(Duration::from_secs(60), |peers| {
         peers.iter().all(|p| p.heard().len() == participants - 1)
     });
-    assert!(ready, "not every peer hears every other peer");
+    if !ready {
+        let peers = swarm.peers();
+        let state: Vec<_> = peers
+            .iter()
+            .filter(|p| p.heard().len() != participants - 1)
+            .map(|p| (p.user, p.connected, p.failed, p.sent, p.heard()))
+            .collect();
+        let sfu: Vec<_> = state
+            .iter()
+            .map(|(user, ..)| {
+                let room = client_rt.block_on(voice.inspect(*user / 1000 + 1)).unwrap();
+                room.into_iter()
+                    .find(|p| p.user == *user)
+                    .map(|p| (p.user, p.connected, p.consumers))
+            })
+            .collect();
+        panic!("not every peer hears every other peer: {state:?}; the SFU's view: {sfu:?}");
+    }
     std::thread::sleep(Duration::from_millis(500));
 
-    let snapshot = |swarm: &Swarm| -> (u64, u64) {
+    // Frames sent and received by all peers, and when (under the swarm's lock).
+    let snapshot = |swarm: &Swarm| -> (u64, u64, Instant) {
         let peers = swarm.peers();
         let sent: u64 = peers.iter().map(|p| p.sent).sum();
         let received: u64 = peers
             .iter()
             .map(|p| p.received.values().map(|r| r.frames).sum::<u64>())
             .sum();
-        (sent, received)
+        (sent, received, Instant::now())
     };
-    let (sent0, recv0) = snapshot(&swarm);
-    let sfu0 = cpu_on_server(&handle);
-    let proc0 = process_cpu();
-    let t0 = Instant::now();
+    let (sfu0, sfu_t0) = cpu_on_server(&handle);
+    let (proc0, proc_t0) = (process_cpu(), Instant::now());
+    let udp0 = udp_errors();
+    let (sent0, recv0, t0) = snapshot(&swarm);
     std::thread::sleep(Duration::from_secs(secs));
-    let sfu1 = cpu_on_server(&handle);
-    let proc1 = process_cpu();
-    let wall = t0.elapsed().as_secs_f64();
-    let (sent1, _) = snapshot(&swarm);
+    let (_, recv1, t1) = snapshot(&swarm);
+    let (sfu1, sfu_t1) = cpu_on_server(&handle);
+    let (proc1, proc_t1) = (process_cpu(), Instant::now());
     // Stop sending, let what is in flight arrive.
     for p in swarm.peers().iter_mut() {
         p.sending = false;
     }
     std::thread::sleep(Duration::from_millis(300));
-    let (sent2, recv2) = snapshot(&swarm);
+    let (sent2, recv2, _) = snapshot(&swarm);
+    let udp1 = udp_errors();
     if std::env::var("CHORUS_BENCH_DEBUG").is_ok() {
         let mut produced = 0;
         let mut forwarded = 0;
@@ -134,13 +155,19 @@ fn run(rooms: usize, participants: usize, secs: u64) -> Run {
             .iter()
             .map(|p| p.received.values().map(|r| r.frames).sum::<u64>())
             .sum();
-        eprintln!("debug: sent {sent}, produced at SFU {produced}, forwarded {forwarded}, received {recv}");
+        let late: u64 = swarm
+            .peers()
+            .iter()
+            .map(|p| p.received.values().map(|r| r.late).sum::<u64>())
+            .sum();
+        eprintln!("debug: sent {sent}, produced at SFU {produced}, forwarded {forwarded}, received {recv}, late {late}");
     }
     let expected = (sent2 - sent0) * (participants as u64 - 1);
     let received = recv2 - recv0;
     let loss = 1.0 - received as f64 / expected as f64;
-    let sfu_cpu = (sfu1 - sfu0) / wall;
-    let client_cpu = ((proc1 - proc0) - (sfu1 - sfu0)) / wall;
+    let sfu_secs = (sfu_t1 - sfu_t0).as_secs_f64();
+    let sfu_cpu = (sfu1 - sfu0) / sfu_secs;
+    let client_cpu = (proc1 - proc0) / (proc_t1 - proc_t0).as_secs_f64() - sfu_cpu;
     drop(swarm);
     let _ = stop_tx.send(());
     let _ = server_thread.join();
@@ -149,8 +176,26 @@ fn run(rooms: usize, participants: usize, secs: u64) -> Run {
         sfu_cpu,
         client_cpu,
         loss: loss.max(0.0),
-        out_pps: (sent1 - sent0) as f64 * (participants as f64 - 1.0) / wall,
+        delivered_pps: (recv1 - recv0) as f64 / (t1 - t0).as_secs_f64(),
+        udp_errors: udp1 - udp0,
     }
+}
+
+/// The kernel's UDP receive errors so far (all sockets: `InErrors` of `/proc/net/snmp`,
+/// which includes receive-buffer overflows).
+fn udp_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").expect("/proc/net/snmp");
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (
+        lines.next().expect("Udp header"),
+        lines.next().expect("Udp"),
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("InErrors")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -171,7 +216,7 @@ fn main() {
             .filter_map(|(r, p)| Some((r.parse().ok()?, p.parse().ok()?)))
             .collect();
         if given.is_empty() {
-            vec![(10, 5), (10, 10), (5, 20), (8, 20)]
+            vec![(10, 5), (1, 20), (3, 20), (5, 15), (12, 10), (5, 20)]
         } else {
             given
         }
@@ -186,16 +231,42 @@ fn main() {
         .unwrap_or(3);
     println!("voice forwarding: {secs} s per run, median of {runs} runs, 50 packets/s per stream, 60-byte frames");
     println!(
-        "{:>14} {:>9} {:>10} {:>9} {:>12} {:>11} {:>8}",
-        "rooms x users", "streams", "out pkt/s", "SFU CPU", "streams/core", "client CPU", "loss"
+        "{:>14} {:>9} {:>14} {:>9} {:>12} {:>11} {:>8} {:>10} {:>10} {:>14}",
+        "rooms x users",
+        "streams",
+        "delivered pkt/s",
+        "SFU CPU",
+        "streams/core",
+        "client CPU",
+        "loss",
+        "worst loss",
+        "UDP errors",
+        "load before"
     );
     for (rooms, participants) in shapes {
-        let results: Vec<Run> = (0..runs).map(|_| run(rooms, participants, secs)).collect();
+        let load = loadavg();
+        let results: Vec<Run> = (0..runs)
+            .map(|i| {
+                let r = run(rooms, participants, secs);
+                eprintln!(
+                    "  run {i}: {rooms} x {participants}: SFU CPU {:.1}%, client CPU {:.1}%, loss {:.2}%, delivered {:.0} pkt/s, UDP errors {}, load {}",
+                    r.sfu_cpu * 100.0,
+                    r.client_cpu * 100.0,
+                    r.loss * 100.0,
+                    r.delivered_pps,
+                    r.udp_errors,
+                    loadavg()
+                );
+                r
+            })
+            .collect();
         let streams = results[0].streams;
         let cpu = median(results.iter().map(|r| r.sfu_cpu).collect());
         let client = median(results.iter().map(|r| r.client_cpu).collect());
         let loss = median(results.iter().map(|r| r.loss).collect());
-        let pps = median(results.iter().map(|r| r.out_pps).collect());
+        let worst = results.iter().map(|r| r.loss).fold(0.0, f64::max);
+        let pps = median(results.iter().map(|r| r.delivered_pps).collect());
+        let udp: u64 = results.iter().map(|r| r.udp_errors).sum();
         let per_core = median(
             results
                 .iter()
@@ -203,14 +274,23 @@ fn main() {
                 .collect(),
         );
         println!(
-            "{:>14} {:>9} {:>10.0} {:>8.1}% {:>12.0} {:>10.1}% {:>7.2}%",
+            "{:>14} {:>9} {:>14.0} {:>8.1}% {:>12.0} {:>10.1}% {:>7.2}% {:>9.2}% {:>10} {:>14}",
             format!("{rooms} x {participants}"),
             streams,
             pps,
             cpu * 100.0,
             per_core,
             client * 100.0,
-            loss * 100.0
+            loss * 100.0,
+            worst * 100.0,
+            udp,
+            load
         );
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

@@ -1,7 +1,9 @@
 //! A str0m-based voice client peer, for tests and benchmarks: a real WebRTC endpoint (ICE,
 //! DTLS, SRTP) on its own UDP socket that offers one `sendonly` audio m-line (its producer)
 //! and some `recvonly` ones (consumer slots), sends fake Opus frames tagged with its user id
-//! every 20 ms, and counts what it receives per sender.
+//! every 20 ms, and counts what it receives per sender. It works at the RTP level (str0m's
+//! RTP mode: one Opus frame per packet, nothing to depacketize), which keeps a swarm of
+//! peers cheap enough to load the SFU rather than itself.
 //!
 //! [`Swarm`] drives many peers on one thread.
 
@@ -14,8 +16,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 /// Frames of one sender as received by one peer.
@@ -27,6 +30,12 @@ pub struct Received {
     pub last: Option<Instant>,
     /// The m-lines they arrived on.
     pub mids: Vec<String>,
+    /// The highest frame number (the sender's count, carried in the frame) seen.
+    pub highest: Option<u64>,
+    /// Frames that arrived after a later one (reordered or duplicated).
+    pub late: u64,
+    /// The RFC 6464 audio level (dBov) on the last one, if it carried one.
+    pub level: Option<i8>,
 }
 
 /// A client peer. See the module docs.
@@ -54,6 +63,7 @@ pub struct ClientPeer {
     /// The transport failed.
     pub failed: bool,
     buf: Vec<u8>,
+    wake: Instant,
 }
 
 impl ClientPeer {
@@ -64,6 +74,7 @@ impl ClientPeer {
         let local = socket.local_addr()?;
         let now = Instant::now();
         let mut rtc = RtcConfig::new()
+            .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .build(now);
@@ -98,6 +109,7 @@ impl ClientPeer {
                 garbage: 0,
                 failed: false,
                 buf: vec![0; 2048],
+                wake: now,
             },
             offer.to_sdp_string(),
         ))
@@ -136,7 +148,9 @@ impl ClientPeer {
         if self.failed {
             return now + Duration::from_millis(50);
         }
+        let mut active = false;
         while let Ok((n, source)) = self.socket.recv_from(&mut self.buf) {
+            active = true;
             let Ok(r) = Receive::new(Protocol::Udp, source, self.local, &self.buf[..n]) else {
                 continue;
             };
@@ -144,9 +158,11 @@ impl ClientPeer {
                 self.failed = true;
                 return now + Duration::from_millis(50);
             }
+            // str0m holds one received RTP packet until polled: take it before the next.
+            self.poll(now, true);
         }
-        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
-            self.failed = true;
+        if !active && now < self.wake {
+            return self.wake;
         }
         if self.connected && self.sending && self.next_send.is_none_or(|t| t <= now) {
             self.send_frame(now);
@@ -158,53 +174,84 @@ impl ClientPeer {
                 next
             });
         }
-        let mut wake = now + Duration::from_millis(20);
+        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+            self.failed = true;
+        }
+        let mut wake = self.poll(now, false).min(now + Duration::from_millis(20));
+        if let Some(t) = self.next_send {
+            if self.sending && self.connected {
+                wake = wake.min(t);
+            }
+        }
+        self.wake = wake;
+        wake
+    }
+
+    /// Poll str0m's output: send transmits, count received packets. Stops at the timeout,
+    /// which it returns, or after the first RTP packet if `until_packet`.
+    fn poll(&mut self, now: Instant, until_packet: bool) -> Instant {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
-                Ok(Output::Timeout(t)) => {
-                    wake = wake.min(t);
-                    break;
-                }
+                Ok(Output::Timeout(t)) => return t,
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => self.connected = true,
-                    Event::MediaData(d) => {
-                        if d.data.len() >= 16 {
-                            let from = u64::from_be_bytes(d.data[..8].try_into().expect("8 bytes"));
-                            let r = self.received.entry(from).or_default();
-                            r.frames += 1;
-                            r.last = Some(now);
-                            let mid = d.mid.to_string();
-                            if !r.mids.contains(&mid) {
-                                r.mids.push(mid);
-                            }
-                        } else {
-                            self.garbage += 1;
+                    Event::RtpPacket(p) => {
+                        self.count(now, &p);
+                        if until_packet {
+                            return now;
                         }
                     }
                     _ => {}
                 },
                 Err(_) => {
                     self.failed = true;
-                    break;
+                    return now + Duration::from_millis(50);
                 }
             }
         }
-        if let Some(t) = self.next_send {
-            if self.sending && self.connected {
-                wake = wake.min(t);
+    }
+
+    fn count(&mut self, now: Instant, p: &RtpPacket) {
+        if p.payload.len() < 16 {
+            self.garbage += 1;
+            return;
+        }
+        let from = u64::from_be_bytes(p.payload[..8].try_into().expect("8 bytes"));
+        let mid = self
+            .rtc
+            .direct_api()
+            .stream_rx(&p.header.ssrc)
+            .map(|s| s.mid());
+        let n = u64::from_be_bytes(p.payload[8..16].try_into().expect("8 bytes"));
+        let r = self.received.entry(from).or_default();
+        r.frames += 1;
+        r.last = Some(now);
+        r.level = p.header.ext_vals.audio_level;
+        if r.highest.is_some_and(|h| n <= h) {
+            r.late += 1;
+        } else {
+            r.highest = Some(n);
+        }
+        if let Some(mid) = mid {
+            if !r.mids.iter().any(|m| **m == *mid) {
+                r.mids.push(mid.to_string());
             }
         }
-        wake
     }
 
     fn send_frame(&mut self, now: Instant) {
-        let Some(writer) = self.rtc.writer(self.send_mid) else {
+        let Some(pt) = self
+            .rtc
+            .media(self.send_mid)
+            .and_then(|m| m.remote_pts().first().copied())
+        else {
             return;
         };
-        let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(self.send_mid, None) else {
             return;
         };
         // A 60-byte "Opus frame" (a 20 ms frame at ~24 kbit/s): sender, sequence, filler.
@@ -212,15 +259,19 @@ impl ClientPeer {
         frame.extend_from_slice(&self.user.to_be_bytes());
         frame.extend_from_slice(&self.sent.to_be_bytes());
         frame.resize(60, 0xf8);
-        let time = MediaTime::new(self.sent * 960, Frequency::FORTY_EIGHT_KHZ);
-        let voice = self.level >= -50;
-        if writer
-            .audio_level(self.level, voice)
-            .write(pt, now, time, frame)
-            .is_ok()
-        {
-            self.sent += 1;
-        }
+        let ext_vals = ExtensionValues {
+            audio_level: Some(self.level),
+            voice_activity: Some(self.level >= -50),
+            ..ExtensionValues::default()
+        };
+        // 48 kHz RTP clock, 960 ticks per 20 ms frame; sequence numbers from 1.
+        let time = (self.sent * 960) as u32;
+        stream.write_rtp(
+            RtpWrite::new(pt, SeqNo::from(self.sent + 1), time, now, frame)
+                .marker(self.sent == 0)
+                .ext_vals(ext_vals),
+        );
+        self.sent += 1;
     }
 }
 

@@ -4,11 +4,13 @@
 //!
 //! The vocabulary is mediasoup's: a [`Router`] per room, one [`WebRtcTransport`] per
 //! participant (one str0m [`Rtc`]), a [`Producer`] for the audio a participant sends and a
-//! [`Consumer`] per (listener, speaker) pair. Media is forwarded without decoding: each Opus
-//! frame str0m depacketizes from a producer is written, as the same bytes, into every
-//! consumer of that producer (str0m's frame API rewrites only the RTP header: SSRC, sequence
-//! number, payload type). RTCP (receiver reports, NACK, SR) is str0m's, per transport, so
-//! browsers see a well-behaved peer and keep sending.
+//! [`Consumer`] per (listener, speaker) pair. Media is forwarded without decoding, at the
+//! RTP level (str0m's RTP mode: nothing is depacketized or packetized): each RTP packet a
+//! producer sends is SRTP-decrypted once and its payload (shared, not copied) written into
+//! every consumer of that producer with a new header: the listener's SSRC and payload type,
+//! a sequence number and timestamp continuous per consumer slot (rebased when a slot is
+//! handed to another speaker), and the RFC 6464 audio level. RTCP (receiver and sender
+//! reports) is str0m's, per transport, so browsers see a well-behaved peer and keep sending.
 //!
 //! Demultiplexing on the one shared UDP port follows mediasoup's `WebRtcServer`: a STUN
 //! binding request names the transport by its ICE username (`server-ufrag:client-ufrag`);
@@ -23,13 +25,15 @@
 //! slots are freed and handed to anyone still waiting for one.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::ice::StunMessage;
-use str0m::media::{Direction, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 /// A room: the voice channel's id.
@@ -169,6 +173,8 @@ pub struct Producer {
     pub frames: u64,
     speaking: bool,
     last_loud: Option<Instant>,
+    /// The SSRC its packets arrive with, once seen.
+    ssrc: Option<Ssrc>,
 }
 
 /// One speaker forwarded to one listener, on one of the listener's m-lines.
@@ -184,6 +190,68 @@ pub struct Consumer {
 struct Slot {
     mid: Mid,
     consumer: Option<Consumer>,
+    /// The listener's payload type for Opus on this m-line, once looked up.
+    pt: Option<Pt>,
+    /// Sequence number and timestamp continuity across speakers.
+    seq: SlotSeq,
+}
+
+/// What the listener sees on one m-line is one RTP stream (one SSRC) whoever speaks on it:
+/// sequence numbers and timestamps continue across a change of speaker. Within one speaker
+/// they keep the producer's gaps, so the listener's jitter buffer sees real loss.
+#[derive(Debug, Default)]
+struct SlotSeq {
+    /// The next packet starts a new speaker (or is the first): rebase the offsets.
+    rebase: bool,
+    started: bool,
+    seq_offset: u64,
+    ts_offset: u32,
+    last_seq: u64,
+    last_ts: u32,
+}
+
+/// Opus at 48 kHz, 20 ms frames: the timestamp step assumed across a change of speaker.
+const OPUS_FRAME_TICKS: u32 = 960;
+
+impl SlotSeq {
+    fn new() -> Self {
+        SlotSeq {
+            rebase: true,
+            ..SlotSeq::default()
+        }
+    }
+
+    /// The sequence number, timestamp and marker bit to send `seq`/`ts` with.
+    fn map(&mut self, seq: u64, ts: u32, marker: bool) -> (u64, u32, bool) {
+        let mut marker = marker;
+        if self.rebase {
+            self.rebase = false;
+            // The first packet keeps the 16-bit sequence number with no rollover count (the
+            // listener assumes a ROC of 0); later speakers continue after the last one.
+            let (next_seq, next_ts) = if self.started {
+                (
+                    self.last_seq + 1,
+                    self.last_ts.wrapping_add(OPUS_FRAME_TICKS),
+                )
+            } else {
+                (seq & 0xffff, ts)
+            };
+            self.seq_offset = next_seq.wrapping_sub(seq);
+            self.ts_offset = next_ts.wrapping_sub(ts);
+            self.started = true;
+            self.last_seq = next_seq;
+            self.last_ts = next_ts;
+            // A new talkspurt as far as the listener's jitter buffer is concerned.
+            marker = true;
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = ts.wrapping_add(self.ts_offset);
+        if out_seq > self.last_seq {
+            self.last_seq = out_seq;
+            self.last_ts = out_ts;
+        }
+        (out_seq, out_ts, marker)
+    }
 }
 
 /// One participant's WebRTC connection (mediasoup's WebRtcTransport): one str0m [`Rtc`].
@@ -202,6 +270,8 @@ pub struct WebRtcTransport {
     next_timeout: Instant,
     addrs: Vec<SocketAddr>,
     queued: bool,
+    /// Packets were written or a timer is due: str0m needs a timeout before polling.
+    drive: bool,
 }
 
 impl WebRtcTransport {
@@ -237,20 +307,46 @@ impl WebRtcTransport {
 pub struct Sfu {
     config: SfuConfig,
     next_id: u64,
-    routers: HashMap<RoomId, Router>,
-    transports: HashMap<TransportId, WebRtcTransport>,
+    routers: IdMap<RoomId, Router>,
+    transports: IdMap<TransportId, WebRtcTransport>,
     by_ufrag: HashMap<String, TransportId>,
     by_addr: HashMap<SocketAddr, TransportId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     next_wake: Instant,
     next_tick: Instant,
-    // Scratch space reused for every forwarded frame.
-    scratch_frames: Vec<MediaData>,
+    // Scratch space reused for every forwarded packet.
+    scratch_packets: Vec<RtpPacket>,
     scratch_targets: Vec<(TransportId, usize)>,
-    worklist: Vec<TransportId>,
+    /// Transports written to or read from since the last flush: each is driven and polled
+    /// once per batch of datagrams, not once per packet.
     pending: Vec<TransportId>,
     last_now: Instant,
+}
+
+/// A map keyed by ids the server assigns (transports, rooms), looked up several times per
+/// forwarded packet: a multiplicative hash instead of SipHash, which guards against keys an
+/// attacker chooses (the maps keyed by ICE username and address keep SipHash).
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // FxHash's step.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 /// How often eviction and speaking hangovers are checked.
@@ -262,17 +358,16 @@ impl Sfu {
         Sfu {
             config,
             next_id: 1,
-            routers: HashMap::new(),
-            transports: HashMap::new(),
+            routers: IdMap::default(),
+            transports: IdMap::default(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_wake: now + TICK,
             next_tick: now + TICK,
-            scratch_frames: Vec::new(),
+            scratch_packets: Vec::new(),
             scratch_targets: Vec::new(),
-            worklist: Vec::new(),
             pending: Vec::new(),
             last_now: now,
         }
@@ -315,6 +410,7 @@ impl Sfu {
         }
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
+            .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .build(now);
@@ -353,6 +449,7 @@ impl Sfu {
             next_timeout: now,
             addrs: Vec::new(),
             queued: false,
+            drive: false,
         };
         self.transports.insert(id, transport);
         self.by_ufrag.insert(ufrag, id);
@@ -484,6 +581,16 @@ impl Sfu {
             t.queued = true;
             self.pending.push(id);
         }
+        // RFC 7983: 128..=191 is RTP or RTCP. str0m holds one received RTP packet until it is
+        // polled, so take it now (the rest of the transport's output waits for the flush).
+        if !is_stun && (128..192).contains(&data[0]) {
+            let mut packets = std::mem::take(&mut self.scratch_packets);
+            self.poll(id, now, true, &mut packets);
+            for p in packets.drain(..) {
+                self.forward(id, p, now);
+            }
+            self.scratch_packets = packets;
+        }
     }
 
     /// Time passed: drive every transport whose timer is due, evict the dead and the silent,
@@ -493,21 +600,17 @@ impl Sfu {
         if now < self.next_wake {
             return;
         }
-        let due: Vec<TransportId> = self
-            .transports
-            .iter()
-            .filter(|(_, t)| t.next_timeout <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Some(t) = self.transports.get_mut(&id) {
-                if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(error = %e, "voice transport failed on timeout");
-                    t.rtc.disconnect();
+        self.last_now = self.last_now.max(now);
+        for (id, t) in &mut self.transports {
+            if t.next_timeout <= now {
+                t.drive = true;
+                if !t.queued {
+                    t.queued = true;
+                    self.pending.push(*id);
                 }
-                self.drain(id, now);
             }
         }
+        self.flush();
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.tick(now);
@@ -647,6 +750,7 @@ impl Sfu {
                     speaker: *speaker_user,
                     frames: 0,
                 });
+                slot.seq.rebase = true;
                 let mid = slot.mid;
                 let ssrc = t
                     .rtc
@@ -665,142 +769,176 @@ impl Sfu {
         }
     }
 
-    /// Poll `start` until it has nothing more, forwarding its media into the other
-    /// transports, and poll those in turn.
-    fn drain(&mut self, start: TransportId, now: Instant) {
-        self.drain_list(&[start], now);
+    /// Drive and poll `id` (e.g. after joining), forwarding whatever it produced.
+    fn drain(&mut self, id: TransportId, now: Instant) {
+        if let Some(t) = self.transports.get_mut(&id) {
+            t.drive = true;
+            if !t.queued {
+                t.queued = true;
+                self.pending.push(id);
+            }
+        }
+        self.last_now = self.last_now.max(now);
+        self.flush();
     }
 
-    /// Poll every transport that received input since the last flush, once each: a batch
-    /// of datagrams costs one poll per transport, not one per datagram.
+    /// Drive every transport that received input or had packets written since the last
+    /// flush, once each, and poll it until it has nothing more: a batch of datagrams costs
+    /// one timeout and one poll loop per transport, not one per packet.
     pub fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let ids = std::mem::take(&mut self.pending);
-        for id in &ids {
-            if let Some(t) = self.transports.get_mut(id) {
+        let now = self.last_now;
+        let mut packets = std::mem::take(&mut self.scratch_packets);
+        while !self.pending.is_empty() {
+            let mut ids = std::mem::take(&mut self.pending);
+            for &id in &ids {
+                let Some(t) = self.transports.get_mut(&id) else {
+                    continue;
+                };
                 t.queued = false;
-            }
-        }
-        self.drain_list(&ids, self.last_now);
-        let mut ids = ids;
-        ids.clear();
-        self.pending = ids;
-    }
-
-    fn drain_list(&mut self, start: &[TransportId], now: Instant) {
-        let mut work = std::mem::take(&mut self.worklist);
-        work.clear();
-        work.extend_from_slice(start);
-        while let Some(id) = work.pop() {
-            let mut frames = std::mem::take(&mut self.scratch_frames);
-            frames.clear();
-            let mut added = false;
-            if let Some(t) = self.transports.get_mut(&id) {
-                loop {
-                    if t.closed {
-                        break;
-                    }
-                    let out = match t.rtc.poll_output() {
-                        Ok(o) => o,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "voice transport poll failed");
-                            t.rtc.disconnect();
-                            t.closed = true;
-                            break;
-                        }
-                    };
-                    match out {
-                        Output::Transmit(tx) => self.transmits.push_back(tx),
-                        Output::Timeout(at) => {
-                            t.next_timeout = at;
-                            if at < self.next_wake {
-                                self.next_wake = at.max(now);
-                            }
-                            break;
-                        }
-                        Output::Event(ev) => match ev {
-                            Event::Connected => {
-                                t.connected = true;
-                                self.events.push_back(SfuEvent::Connected {
-                                    room: t.room,
-                                    user: t.user,
-                                });
-                            }
-                            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                                t.closed = true;
-                            }
-                            Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
-                                added = true;
-                                let (recv, send) = match m.direction {
-                                    Direction::SendRecv => (true, true),
-                                    Direction::RecvOnly => (true, false),
-                                    Direction::SendOnly => (false, true),
-                                    Direction::Inactive => (false, false),
-                                };
-                                if recv && t.producer.is_none() {
-                                    t.producer = Some(Producer {
-                                        mid: m.mid,
-                                        frames: 0,
-                                        speaking: false,
-                                        last_loud: None,
-                                    });
-                                }
-                                if send {
-                                    t.slots.push(Slot {
-                                        mid: m.mid,
-                                        consumer: None,
-                                    });
-                                }
-                            }
-                            Event::MediaData(d) => frames.push(d),
-                            _ => {}
-                        },
+                // A transport that only received has been driven by str0m's receive.
+                if std::mem::take(&mut t.drive) && !t.closed {
+                    if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(error = %e, "voice transport failed on timeout");
+                        t.rtc.disconnect();
                     }
                 }
-            }
-            if added {
-                if let Some(room) = self.transports.get(&id).map(|t| t.room) {
-                    self.assign_slots(room);
+                self.poll(id, now, false, &mut packets);
+                // Packets a poll surfaces (normally taken in handle_datagram) are forwarded,
+                // which queues the consumers' transports for the next round.
+                for p in packets.drain(..) {
+                    self.forward(id, p, now);
                 }
             }
-            for d in frames.drain(..) {
-                self.forward(id, d, now, &mut work);
+            ids.clear();
+            if self.pending.is_empty() {
+                self.pending = ids;
             }
-            self.scratch_frames = frames;
         }
-        self.worklist = work;
+        self.scratch_packets = packets;
     }
 
-    /// Forward one frame of `from`'s producer to every consumer of it.
-    fn forward(
+    /// Poll `id`'s output: transmits are queued, events handled, received RTP packets put in
+    /// `packets`. Stops at the timeout (nothing more), or after the first RTP packet if
+    /// `until_packet`.
+    fn poll(
         &mut self,
-        from: TransportId,
-        d: MediaData,
+        id: TransportId,
         now: Instant,
-        work: &mut Vec<TransportId>,
+        until_packet: bool,
+        packets: &mut Vec<RtpPacket>,
     ) {
+        let Some(t) = self.transports.get_mut(&id) else {
+            return;
+        };
+        let mut added = false;
+        loop {
+            if t.closed {
+                break;
+            }
+            let out = match t.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, "voice transport poll failed");
+                    t.rtc.disconnect();
+                    t.closed = true;
+                    break;
+                }
+            };
+            match out {
+                Output::Transmit(tx) => self.transmits.push_back(tx),
+                Output::Timeout(at) => {
+                    t.next_timeout = at;
+                    if at < self.next_wake {
+                        self.next_wake = at.max(now);
+                    }
+                    break;
+                }
+                Output::Event(ev) => match ev {
+                    Event::RtpPacket(p) => {
+                        packets.push(p);
+                        if until_packet {
+                            break;
+                        }
+                    }
+                    Event::Connected => {
+                        t.connected = true;
+                        self.events.push_back(SfuEvent::Connected {
+                            room: t.room,
+                            user: t.user,
+                        });
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        t.closed = true;
+                    }
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
+                        added = true;
+                        let (recv, send) = match m.direction {
+                            Direction::SendRecv => (true, true),
+                            Direction::RecvOnly => (true, false),
+                            Direction::SendOnly => (false, true),
+                            Direction::Inactive => (false, false),
+                        };
+                        if recv && t.producer.is_none() {
+                            t.producer = Some(Producer {
+                                mid: m.mid,
+                                frames: 0,
+                                speaking: false,
+                                last_loud: None,
+                                ssrc: None,
+                            });
+                        }
+                        if send {
+                            t.slots.push(Slot {
+                                mid: m.mid,
+                                consumer: None,
+                                pt: None,
+                                seq: SlotSeq::new(),
+                            });
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+        if added {
+            let room = t.room;
+            self.assign_slots(room);
+        }
+    }
+
+    /// Forward one RTP packet of `from`'s producer to every consumer of it.
+    fn forward(&mut self, from: TransportId, p: RtpPacket, now: Instant) {
         let Some(t) = self.transports.get_mut(&from) else {
             return;
         };
-        let Some(p) = t.producer.as_mut() else {
+        let Some(producer) = t.producer.as_mut() else {
             return;
         };
-        if p.mid != d.mid || t.server_mute {
+        if producer.ssrc != Some(p.header.ssrc) {
+            // Only the producer's m-line is forwarded (a browser may send on others).
+            let mid = t
+                .rtc
+                .direct_api()
+                .stream_rx(&p.header.ssrc)
+                .map(|s| s.mid());
+            if mid != Some(producer.mid) {
+                return;
+            }
+            producer.ssrc = Some(p.header.ssrc);
+        }
+        if t.server_mute {
             return;
         }
-        p.frames += 1;
+        producer.frames += 1;
         let (room, speaker) = (t.room, t.user);
-        let loud = d
-            .ext_vals
-            .audio_level
-            .is_some_and(|l| l >= self.config.speaking_threshold_dbov)
-            || d.ext_vals.voice_activity == Some(true);
+        let level = p.header.ext_vals.audio_level;
+        let activity = p.header.ext_vals.voice_activity;
+        let loud = level.is_some_and(|l| l >= self.config.speaking_threshold_dbov)
+            || activity == Some(true);
         if loud {
-            p.last_loud = Some(now);
-            if !p.speaking {
-                p.speaking = true;
+            producer.last_loud = Some(now);
+            if !producer.speaking {
+                producer.speaking = true;
                 self.events.push_back(SfuEvent::Speaking {
                     room,
                     user: speaker,
@@ -831,33 +969,81 @@ impl Sfu {
                 targets.push((tid, i));
             }
         }
+        let ext_vals = ExtensionValues {
+            audio_level: level,
+            voice_activity: level.map(|_| activity.unwrap_or(loud)),
+            ..ExtensionValues::default()
+        };
+        let (seq, ts) = (*p.seq_no, p.header.timestamp);
         for &(tid, i) in &targets {
             let l = self.transports.get_mut(&tid).expect("live");
             let slot = &mut l.slots[i];
-            let Some(writer) = l.rtc.writer(slot.mid) else {
-                continue;
-            };
-            let Some(pt) = writer.match_params(d.params) else {
-                continue;
-            };
-            let writer = match (d.ext_vals.audio_level, d.ext_vals.voice_activity) {
-                (Some(level), va) => writer.audio_level(level, va.unwrap_or(loud)),
-                _ => writer,
-            };
-            match writer.write(pt, d.network_time, d.time, d.data.clone()) {
-                Ok(()) => {
-                    if let Some(c) = slot.consumer.as_mut() {
-                        c.frames += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "voice consumer write failed");
-                }
+            if slot.pt.is_none() {
+                slot.pt = l
+                    .rtc
+                    .media(slot.mid)
+                    .and_then(|m| m.remote_pts().first().copied());
             }
-            if !work.contains(&tid) {
-                work.push(tid);
+            let Some(pt) = slot.pt else {
+                continue;
+            };
+            let mut api = l.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(slot.mid, None) else {
+                continue;
+            };
+            let (out_seq, out_ts, marker) = slot.seq.map(seq, ts, p.header.marker);
+            stream.write_rtp(
+                RtpWrite::new(pt, SeqNo::from(out_seq), out_ts, now, p.payload.clone())
+                    .marker(marker)
+                    .ext_vals(ext_vals.clone()),
+            );
+            if let Some(c) = slot.consumer.as_mut() {
+                c.frames += 1;
+            }
+            l.drive = true;
+            if !l.queued {
+                l.queued = true;
+                self.pending.push(tid);
             }
         }
         self.scratch_targets = targets;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlotSeq;
+
+    #[test]
+    fn a_slot_keeps_one_continuous_sequence_across_speakers_and_the_gaps_within_one() {
+        let mut s = SlotSeq::new();
+        // The first speaker's numbers are kept (without a rollover count), marker set.
+        assert_eq!(s.map(70_000, 5_000, false), (70_000 & 0xffff, 5_000, true));
+        assert_eq!(
+            s.map(70_001, 5_960, false),
+            ((70_000 & 0xffff) + 1, 5_960, false)
+        );
+        // A lost packet stays a gap for the listener.
+        assert_eq!(
+            s.map(70_003, 7_880, false),
+            ((70_000 & 0xffff) + 3, 7_880, false)
+        );
+        // A late packet keeps its place and does not move the high-water mark.
+        assert_eq!(
+            s.map(70_002, 6_920, false),
+            ((70_000 & 0xffff) + 2, 6_920, false)
+        );
+        let last = (70_000 & 0xffff) + 3;
+        // Another speaker takes the slot: one frame later, new talkspurt.
+        s.rebase = true;
+        assert_eq!(s.map(10, 1_000_000, false), (last + 1, 7_880 + 960, true));
+        assert_eq!(
+            s.map(11, 1_000_960, false),
+            (last + 2, 7_880 + 1_920, false)
+        );
+        // Timestamps wrap around u32 like RTP's.
+        s.rebase = true;
+        let (_, ts, _) = s.map(500, u32::MAX, false);
+        assert_eq!(s.map(501, 959, false).1, ts.wrapping_add(960));
     }
 }

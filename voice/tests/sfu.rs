@@ -106,6 +106,14 @@ async fn three_peers_each_hear_exactly_the_other_two_and_never_themselves() {
             p.user
         );
         assert_eq!(p.garbage, 0);
+        // The speakers' RFC 6464 audio level (-20 dBov) is forwarded with their packets.
+        for o in &others {
+            assert_eq!(p.received[o].level, Some(-20), "level of {o} at {}", p.user);
+            assert_eq!(
+                p.received[o].late, 0,
+                "no duplicates or reordering on loopback"
+            );
+        }
         // Each other speaker arrives on one m-line of its own.
         let a = &p.received[&others[0]].mids;
         let b = &p.received[&others[1]].mids;
