@@ -73,25 +73,43 @@ impl ClientPeer {
         let socket: UdpSocket = crate::server::bind_udp(SocketAddr::new(ip, 0))?;
         let local = socket.local_addr()?;
         let now = Instant::now();
-        let mut rtc = RtcConfig::new()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .build(now);
-        let candidate = Candidate::host(local, "udp").map_err(io::Error::other)?;
-        rtc.add_local_candidate(candidate);
-        let mut change = rtc.sdp_api();
-        let send_mid = change.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(user.to_string()),
-            None,
-            None,
-        );
-        for _ in 0..slots {
-            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        }
-        let (offer, pending) = change.apply().expect("a change with media");
+        // str0m 0.24 draws each new m-line's 3-character mid at random and checks it only
+        // against m-lines already negotiated, not against the others in the same offer: with
+        // 20 m-lines about 1 offer in 1,200 repeats a mid (the SFU rejects such an offer).
+        // Draw again until they are unique.
+        let (rtc, send_mid, offer, pending) = loop {
+            let mut rtc = RtcConfig::new()
+                .set_rtp_mode(true)
+                .clear_codecs()
+                .enable_opus(true, false)
+                .build(now);
+            let candidate = Candidate::host(local, "udp").map_err(io::Error::other)?;
+            rtc.add_local_candidate(candidate);
+            let mut change = rtc.sdp_api();
+            let mut mids = vec![change.add_media(
+                MediaKind::Audio,
+                Direction::SendOnly,
+                Some(user.to_string()),
+                None,
+                None,
+            )];
+            for _ in 0..slots {
+                mids.push(change.add_media(
+                    MediaKind::Audio,
+                    Direction::RecvOnly,
+                    None,
+                    None,
+                    None,
+                ));
+            }
+            let (offer, pending) = change.apply().expect("a change with media");
+            let send_mid = mids[0];
+            mids.sort_unstable();
+            mids.dedup();
+            if mids.len() == slots + 1 {
+                break (rtc, send_mid, offer, pending);
+            }
+        };
         Ok((
             ClientPeer {
                 user,

@@ -408,6 +408,18 @@ impl Sfu {
         if !offer_sdp.contains("m=audio") {
             return Err(JoinError::NoAudio);
         }
+        // BUNDLE needs every m-line's mid to be unique (RFC 8843); str0m accepts repeats,
+        // after which two consumers would share one m-line and the listener hears only one.
+        let mut mids: Vec<&str> = offer_sdp
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+            .collect();
+        let count = mids.len();
+        mids.sort_unstable();
+        mids.dedup();
+        if mids.len() != count {
+            return Err(JoinError::Rejected("an m-line's mid is repeated".into()));
+        }
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)

@@ -310,5 +310,21 @@ async fn a_malformed_offer_is_rejected_and_the_server_keeps_running() {
         .await
         .unwrap();
     assert!(r.is_err());
+    // An offer repeating an m-line's mid would put two speakers on one m-line.
+    let (_, offer) = ClientPeer::new(1, LOCALHOST, 2).unwrap();
+    let mids: Vec<&str> = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=mid:"))
+        .collect();
+    assert_eq!(mids.len(), 3);
+    let repeated = offer.replace(&format!("a=mid:{}", mids[2]), &format!("a=mid:{}", mids[1]));
+    let r = voice.join(ROOM, 1, repeated).await.unwrap();
+    assert!(
+        matches!(r, Err(voice::sfu::JoinError::Rejected(ref e)) if e.contains("mid")),
+        "{r:?}"
+    );
     assert!(voice.inspect(ROOM).await.unwrap().is_empty());
+    // The server still takes a good offer.
+    let (_, offer) = ClientPeer::new(1, LOCALHOST, 2).unwrap();
+    assert!(voice.join(ROOM, 1, offer).await.unwrap().is_ok());
 }
