@@ -192,6 +192,8 @@ struct Slot {
     consumer: Option<Consumer>,
     /// The listener's payload type for Opus on this m-line, once looked up.
     pt: Option<Pt>,
+    /// The SSRC the listener sees on this m-line, once looked up.
+    ssrc: Option<Ssrc>,
     /// Sequence number and timestamp continuity across speakers.
     seq: SlotSeq,
 }
@@ -904,6 +906,7 @@ impl Sfu {
                                 mid: m.mid,
                                 consumer: None,
                                 pt: None,
+                                ssrc: None,
                                 seq: SlotSeq::new(),
                             });
                         }
@@ -1000,7 +1003,16 @@ impl Sfu {
                 continue;
             };
             let mut api = l.rtc.direct_api();
-            let Some(stream) = api.stream_tx_by_mid(slot.mid, None) else {
+            // By SSRC (a hash lookup) once known; by mid (a scan of the m-lines) otherwise.
+            let ssrc = match slot.ssrc.filter(|s| api.stream_tx(s).is_some()) {
+                Some(s) => s,
+                None => match api.stream_tx_by_mid(slot.mid, None) {
+                    Some(stream) => stream.ssrc(),
+                    None => continue,
+                },
+            };
+            slot.ssrc = Some(ssrc);
+            let Some(stream) = api.stream_tx(&ssrc) else {
                 continue;
             };
             let (out_seq, out_ts, marker) = slot.seq.map(seq, ts, p.header.marker);
