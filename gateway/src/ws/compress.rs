@@ -63,6 +63,11 @@ impl Compressor {
     }
 
     /// Compresses one payload and flushes the stream; `None` for plain text frames.
+    /// Whether payloads go out as they are (text frames).
+    pub fn is_plain(&self) -> bool {
+        matches!(self, Compressor::Plain)
+    }
+
     pub fn compress(&mut self, payload: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
         match self {
             Compressor::Plain => Ok(None),

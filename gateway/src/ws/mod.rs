@@ -8,6 +8,7 @@ mod hub;
 pub mod intents;
 mod resume;
 mod session;
+mod socket;
 mod voice;
 
 pub use hub::{Dispatch, Hub, Mailbox};

@@ -27,17 +27,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::response::Response;
-use futures::{FutureExt, SinkExt};
+use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::compress::{Compression, Compressor};
 use super::hub::Dispatch;
 use super::resume::{self, Session};
+use super::socket::{Incoming, Kind, Socket, Upgrade};
 use super::{close, intents, op};
 use crate::AppState;
 use projections::queries;
@@ -56,37 +57,40 @@ const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn upgrade(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Response {
-    let Ok(ws) = ws else {
+    let Some(upgrade) = Upgrade::from_request(&mut request) else {
         return crate::json_body(
             &json!({ "message": "Chorus gateway: connect with a WebSocket", "code": 0 }),
         );
     };
+    drop(request);
     // Client frames are mostly ~20-byte heartbeats: a small read buffer (grown on demand)
     // keeps idle sessions cheap. Frames above the payload limit are read (up to 64 KiB)
-    // so that they can be refused with Discord's close code.
-    ws.read_buffer_size(READ_BUFFER)
+    // so that they can be refused with Discord's close code. Data frames to the client
+    // do not go through tungstenite's output buffer (`socket.rs`).
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_message_size(64 * 1024)
-        .max_frame_size(64 * 1024)
-        .on_upgrade(move |socket| async move {
-            let mut conn = Connection::new(state, socket);
-            // The handshake's state (HELLO, the query, READY's queries) lives in its own
-            // boxed future, freed before the long-lived session loop starts, so an idle
-            // session's task holds only what `live` needs.
-            match Box::pin(conn.handshake(params)).await {
-                Ok(mut session) => {
-                    let end = conn.live(&mut session).await;
-                    let hub = conn.state.hub.clone();
-                    conn.close(end).await;
-                    if end.resumable {
-                        resume::park(&hub, session);
-                    }
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024));
+    upgrade.accept(config, move |socket| async move {
+        let mut conn = Connection::new(state, socket);
+        // The handshake's state (HELLO, the query, READY's queries) lives in its own
+        // boxed future, freed before the long-lived session loop starts, so an idle
+        // session's task holds only what `live` needs.
+        match Box::pin(conn.handshake(params)).await {
+            Ok(mut session) => {
+                let end = conn.live(&mut session).await;
+                let hub = conn.state.hub.clone();
+                conn.close(end).await;
+                if end.resumable {
+                    resume::park(&hub, session);
                 }
-                Err(end) => conn.close(end).await,
             }
-        })
+            Err(end) => conn.close(end).await,
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -179,7 +183,7 @@ enum Start {
 
 struct Connection {
     state: AppState,
-    socket: WebSocket,
+    socket: Socket,
     compressor: Compressor,
     /// When the client last sent a heartbeat (or HELLO was sent).
     last_heartbeat: Instant,
@@ -189,7 +193,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(state: AppState, socket: WebSocket) -> Self {
+    fn new(state: AppState, socket: Socket) -> Self {
         let now = Instant::now();
         Connection {
             state,
@@ -203,15 +207,28 @@ impl Connection {
 
     /// Sends one payload, compressed if the client asked for it.
     async fn send_text(&mut self, text: String) -> Result<(), End> {
-        let message = match self.compressor.compress(text.as_bytes()) {
-            Ok(None) => Message::Text(Utf8Bytes::from(text)),
-            Ok(Some(bytes)) => Message::Binary(bytes.into()),
-            Err(e) => {
-                tracing::error!(error = %e, "gateway compression failed");
-                return Err(End::final_(close::UNKNOWN_ERROR, "Unknown error"));
+        self.send_parts(&[text.as_bytes()]).await
+    }
+
+    /// Sends one payload made of `parts` (JSON text once joined), compressed if the
+    /// client asked for it. Uncompressed, the parts are written as they are.
+    async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), End> {
+        if !self.compressor.is_plain() {
+            let text = parts.concat();
+            return match self.compressor.compress(&text) {
+                Ok(Some(bytes)) => self.socket.send(Kind::Binary, &[&bytes]).await,
+                Ok(None) => self.socket.send(Kind::Text, &[&text]).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "gateway compression failed");
+                    return Err(End::final_(close::UNKNOWN_ERROR, "Unknown error"));
+                }
             }
-        };
-        self.socket.send(message).await.map_err(|_| SEND_FAILED)
+            .map_err(|_| SEND_FAILED);
+        }
+        self.socket
+            .send(Kind::Text, parts)
+            .await
+            .map_err(|_| SEND_FAILED)
     }
 
     async fn send_json(&mut self, value: &Value) -> Result<(), End> {
@@ -225,8 +242,10 @@ impl Connection {
 
     /// Sends a dispatch with sequence number `seq`.
     async fn send_dispatch(&mut self, seq: u64, name: &str, data: &str) -> Result<(), End> {
-        let frame = format!("{{\"op\":0,\"t\":\"{name}\",\"s\":{seq},\"d\":{data}}}");
-        self.send_text(frame).await
+        // `d` is written as it is, never copied into a frame string.
+        let head = format!("{{\"op\":0,\"t\":\"{name}\",\"s\":{seq},\"d\":");
+        self.send_parts(&[head.as_bytes(), data.as_bytes(), b"}"])
+            .await
     }
 
     /// Sends a dispatch to the session if its intents include it, with the next `s`,
@@ -248,15 +267,8 @@ impl Connection {
         Ok(())
     }
 
-    async fn close(mut self, end: End) {
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
-                code: end.code,
-                reason: end.reason.into(),
-            })))
-            .await;
-        let _ = self.socket.close().await;
+    async fn close(self, end: End) {
+        self.socket.close(end.code, end.reason).await;
     }
 
     fn interval(&self) -> Duration {
@@ -341,26 +353,18 @@ impl Connection {
     /// Reads the next client payload, enforcing the size and rate limits.
     async fn read_frame(&mut self) -> Result<Frame, End> {
         loop {
-            let msg = match self.socket.recv().await {
-                None | Some(Err(_)) => {
-                    return Err(End::new(close::UNKNOWN_ERROR, "connection lost"))
-                }
-                Some(Ok(m)) => m,
-            };
-            let bytes: bytes::Bytes = match msg {
-                Message::Text(t) => t.into(),
-                Message::Binary(b) => b,
-                Message::Close(frame) => {
+            let bytes = match self.socket.recv().await {
+                Err(_) => return Err(End::new(close::UNKNOWN_ERROR, "connection lost")),
+                Ok(Incoming::Data(bytes)) => bytes,
+                Ok(Incoming::Close(code)) => {
                     // Closing with 1000 or 1001 invalidates the session (Discord's rule);
                     // any other code (or none) keeps it resumable.
-                    let code = frame.map(|f| f.code).unwrap_or(1005);
                     let end = End::new(code, "closed by client");
                     return Err(End {
                         resumable: !matches!(code, 1000 | 1001),
                         ..end
                     });
                 }
-                Message::Ping(_) | Message::Pong(_) => continue,
             };
             let now = Instant::now();
             if now.duration_since(self.window_start) >= RATE_WINDOW {
@@ -638,18 +642,30 @@ impl Connection {
     /// The identified session: dispatches out, client payloads in.
     async fn live(&mut self, session: &mut Session) -> End {
         let mailbox = session.mailbox.clone();
+        // One timer for the session, moved only when a heartbeat moves the deadline (not
+        // re-registered on every dispatch).
+        let mut deadline = self.last_heartbeat + self.heartbeat_timeout();
+        let timeout = tokio::time::sleep_until(deadline);
+        tokio::pin!(timeout);
         loop {
-            let deadline = self.last_heartbeat + self.heartbeat_timeout();
+            let due = self.last_heartbeat + self.heartbeat_timeout();
+            if due != deadline {
+                deadline = due;
+                timeout.as_mut().reset(deadline);
+            }
             let step = tokio::select! {
                 frame = self.read_frame() => match frame {
-                    Ok(f) => self.client_op(session, f).await,
+                    // Client payloads are rare (a heartbeat every ~41 s) and their
+                    // handlers' futures are large (commands, queries): boxed, so the
+                    // idle session's task does not carry their size.
+                    Ok(f) => Box::pin(self.client_op(session, f)).await,
                     Err(end) => Err(end),
                 },
                 dispatch = mailbox.recv() => match dispatch {
                     Some(d) => self.deliver(session, d).await,
                     None => Err(End::final_(close::UNKNOWN_ERROR, "Session could not keep up")),
                 },
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut timeout => {
                     Err(End::new(close::SESSION_TIMED_OUT, "Session timed out"))
                 }
             };
