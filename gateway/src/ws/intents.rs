@@ -84,7 +84,12 @@ impl Dispatch {
     pub fn new(name: String, data: &Value) -> Option<Dispatch> {
         let meta = Meta::of(&name, data);
         let data = serde_json::to_string(data).ok()?.into_boxed_str();
-        Some(Dispatch { name, data, meta })
+        Some(Dispatch {
+            name,
+            data,
+            position: 0,
+            meta,
+        })
     }
 
     /// The intent a session needs to receive this dispatch; `None` when every session

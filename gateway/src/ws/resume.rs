@@ -30,6 +30,10 @@ pub struct Session {
     pub session_id: String,
     /// The last `s` sent.
     pub seq: u64,
+    /// The read models' position when the session identified: its READY and
+    /// GUILD_CREATEs reflect every event up to here, so dispatches of those events
+    /// (which a lagging publisher may still be sending) are not sent again.
+    pub since: u64,
     /// Dispatches sent and not yet acknowledged by a heartbeat, with their `s`.
     pub sent: VecDeque<(u64, Arc<Dispatch>)>,
     /// The voice rooms this session was last sent VOICE_SERVER_UPDATE for (`voice.rs`).

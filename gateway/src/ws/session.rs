@@ -251,6 +251,11 @@ impl Connection {
     /// Sends a dispatch to the session if its intents include it, with the next `s`,
     /// and keeps it for replay.
     async fn deliver(&mut self, session: &mut Session, dispatch: Arc<Dispatch>) -> Result<(), End> {
+        // An event the session's READY and GUILD_CREATEs already reflect: the publisher
+        // tails the log on its own and may announce it after the session identified.
+        if dispatch.position != 0 && dispatch.position <= session.since {
+            return Ok(());
+        }
         // A VOICE_STATE_UPDATE that moved this session's voice state (a moderator's move):
         // the dispatch, then VOICE_SERVER_UPDATE for the new room (voice.rs).
         if let Some(update) = super::voice::after_state_update(&self.state, session, &dispatch) {
@@ -402,6 +407,13 @@ impl Connection {
             .authenticate(&identify.token)
             .await
             .map_err(|_| FAILED)?;
+        // Everything read from here on reflects at least this position of the log.
+        let since = self
+            .state
+            .db
+            .checkpoint(projections::READ_MODELS)
+            .await
+            .map_err(internal)?;
         let user = queries::user(&self.state.db, user_id)
             .await
             .map_err(internal)?
@@ -430,6 +442,7 @@ impl Connection {
             intents,
             session_id: hex::encode(rand::random::<[u8; 16]>()),
             seq: 0,
+            since,
             sent: VecDeque::new(),
             voice: Default::default(),
         };
