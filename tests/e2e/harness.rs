@@ -219,6 +219,7 @@ impl Api {
         headers: &[(&str, &str)],
     ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let is_get = method == reqwest::Method::GET;
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.header("Authorization", t);
@@ -229,7 +230,14 @@ impl Api {
         if let Some(b) = body {
             req = req.header("Content-Type", "application/json").body(b);
         }
-        let res = req.send().await.expect("request");
+        // A GET may go out on a pooled connection the server has just closed (after
+        // refusing an oversize body, say); like any HTTP client, retry it once.
+        let retry = if is_get { req.try_clone() } else { None };
+        let res = match (req.send().await, retry) {
+            (Ok(res), _) => res,
+            (Err(e), Some(again)) if e.is_request() => again.send().await.expect("request"),
+            (Err(e), _) => panic!("request: {e:?}"),
+        };
         let status = res.status().as_u16();
         let content_type = res
             .headers()
