@@ -146,6 +146,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, node_id, shape, "listening");
     // With the peer address, so that requests without a token are rate limited per
     // client address rather than all together.
+    // TCP_NODELAY: a dispatch is one write and must leave at once, not wait (Nagle) for
+    // the ACK of the previous one, which delayed ACKs can hold back for up to 40 ms.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
