@@ -1104,6 +1104,9 @@ async fn delivery_run(
 struct MemoryResult {
     shape: ShapeKind,
     sessions: usize,
+    /// Before any session was served.
+    rss_cold_kb: u64,
+    /// With no session, after [`WARM_SESSIONS`] came and went.
     rss_before_kb: u64,
     rss_after_kb: u64,
     rss_double_kb: u64,
@@ -1120,6 +1123,9 @@ async fn sample_rss(pid: u32, samples: usize, gap: Duration) -> u64 {
     v[v.len() / 2]
 }
 
+/// Sessions that identify and leave before the memory benchmark's baseline.
+const WARM_SESSIONS: usize = 64;
+
 async fn memory_run(shape: ShapeKind, n: usize, cfg: &Config) -> Result<MemoryResult, String> {
     // A short heartbeat so that every session heartbeats while it is measured.
     let heartbeat_ms = 4_000;
@@ -1132,6 +1138,22 @@ async fn memory_run(shape: ShapeKind, n: usize, cfg: &Config) -> Result<MemoryRe
     let node = Node::start(shape, cfg, heartbeat_ms).await?;
     let pid = node.server.pid();
     let (token, _) = setup(&node.server).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cold = sample_rss(pid, 5, Duration::from_millis(200)).await;
+    // A server that has served clients and holds none now: WARM_SESSIONS sessions
+    // identify (filling what every server fills once: the read pool's connections and
+    // their prepared statements, the hub's subscription and permission view of the
+    // guild, allocator arenas of the worker threads) and then close with 1000, which
+    // ends them (no resumable session is parked). That is the "0 sessions" baseline;
+    // the cold one (nothing served yet) is reported beside it.
+    for (mut ws, _) in connect_many(&node.server.ws, &token, WARM_SESSIONS, WARM_SESSIONS).await {
+        let _ = ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = sample_rss(pid, 5, Duration::from_millis(200)).await;
     let heartbeat = Duration::from_millis(heartbeat_ms);
@@ -1172,6 +1194,7 @@ async fn memory_run(shape: ShapeKind, n: usize, cfg: &Config) -> Result<MemoryRe
     Ok(MemoryResult {
         shape,
         sessions: n,
+        rss_cold_kb: cold,
         rss_before_kb: before,
         rss_after_kb: after,
         rss_double_kb: double,
@@ -1327,8 +1350,10 @@ fn print_memory_json(m: &MemoryResult) {
         "RESULT {}",
         json!({
             "kind": "memory", "shape": m.shape.name(), "sessions": m.sessions,
+            "rss_cold_kb": m.rss_cold_kb,
             "rss_0_kb": m.rss_before_kb, "rss_n_kb": m.rss_after_kb, "rss_2n_kb": m.rss_double_kb,
             "kb_per_session": (m.rss_after_kb as f64 - m.rss_before_kb as f64) / n,
+            "kb_per_session_from_cold": (m.rss_after_kb as f64 - m.rss_cold_kb as f64) / n,
             "kb_per_session_n_to_2n": (m.rss_double_kb as f64 - m.rss_after_kb as f64) / n,
         })
     );
@@ -1356,10 +1381,11 @@ fn print_tables(deliveries: &[DeliveryResult], memory: &[MemoryResult]) {
         let n = m.sessions as f64;
         println!();
         println!(
-            "memory ({}): VmRSS {} KB with 0 sessions, {} KB with {}, {} KB with {}: {:.1} KB per idle session (0 -> {}), {:.1} KB ({} -> {})",
-            m.shape.name(), m.rss_before_kb, m.rss_after_kb, m.sessions, m.rss_double_kb,
+            "memory ({}): VmRSS {} KB before any session, {} KB with 0 sessions after {WARM_SESSIONS} came and went, {} KB with {}, {} KB with {}: {:.1} KB per idle session (0 -> {}; {:.1} from the cold start), {:.1} KB ({} -> {})",
+            m.shape.name(), m.rss_cold_kb, m.rss_before_kb, m.rss_after_kb, m.sessions, m.rss_double_kb,
             2 * m.sessions,
             (m.rss_after_kb as f64 - m.rss_before_kb as f64) / n, m.sessions,
+            (m.rss_after_kb as f64 - m.rss_cold_kb as f64) / n,
             (m.rss_double_kb as f64 - m.rss_after_kb as f64) / n, m.sessions, 2 * m.sessions
         );
     }
