@@ -289,3 +289,108 @@ async fn ready_and_guild_create_carry_what_libraries_require() {
         "@everyone's id is the guild id"
     );
 }
+
+/// A session is not sent what happened before it identified: its READY and GUILD_CREATEs
+/// (and the channel history) already hold it. Messages are written in a steady burst; in
+/// the middle of it the client reads the channel history and then identifies, while the
+/// publisher (which tails the log behind the read models) is still announcing what the
+/// history already shows. None of those may reach the session as MESSAGE_CREATE; what
+/// is written after it identified must.
+async fn nothing_from_before_identify_is_dispatched(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (owner, _) = anon.register("owner").await;
+    let guild = owner
+        .ok("POST", "/guilds", Some(json!({ "name": "Backlog" })))
+        .await;
+    let g = guild["id"].as_str().unwrap().to_owned();
+    let channel = owner
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/channels"),
+            Some(json!({ "name": "busy" })),
+        )
+        .await;
+    let c = channel["id"].as_str().unwrap().to_owned();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let writer = {
+        let (api, path) = (owner.clone(), format!("/channels/{c}/messages"));
+        tokio::spawn(async move {
+            let mut started = Some(started_tx);
+            for batch in 0..20 {
+                let posts: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (api, path) = (api.clone(), path.clone());
+                        tokio::spawn(async move {
+                            api.ok(
+                                "POST",
+                                &path,
+                                Some(json!({ "content": format!("old {batch}-{i}") })),
+                            )
+                            .await
+                        })
+                    })
+                    .collect();
+                for p in posts {
+                    p.await.unwrap();
+                }
+                if batch == 4 {
+                    let _ = started.take().map(|s| s.send(()));
+                }
+            }
+        })
+    };
+    started_rx.await.unwrap();
+    let history = owner
+        .ok("GET", &format!("/channels/{c}/messages?limit=100"), None)
+        .await;
+    let before: std::collections::HashSet<String> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        before.len() >= 40,
+        "{} messages before identify",
+        before.len()
+    );
+    let mut gw = Gateway::connect(&server.ws, owner.token.as_deref().unwrap()).await;
+    writer.await.unwrap();
+    let marker = owner
+        .ok(
+            "POST",
+            &format!("/channels/{c}/messages"),
+            Some(json!({ "content": "new" })),
+        )
+        .await;
+    let mut after = 0;
+    loop {
+        let m = gw.wait_for("MESSAGE_CREATE").await;
+        let id = m["id"].as_str().unwrap().to_owned();
+        assert!(
+            !before.contains(&id),
+            "message {id} ({}) was in the history read before identify, yet dispatched",
+            m["content"]
+        );
+        if id == marker["id"].as_str().unwrap() {
+            break;
+        }
+        after += 1;
+    }
+    // The writes after identify did arrive (the session follows the channel).
+    assert!(
+        after > 0,
+        "no message written after identify was dispatched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_from_before_identify_is_dispatched_embedded() {
+    nothing_from_before_identify_is_dispatched(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_from_before_identify_is_dispatched_on_postgres_and_nats() {
+    nothing_from_before_identify_is_dispatched(Shape::cluster().await).await;
+}
