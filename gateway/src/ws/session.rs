@@ -357,34 +357,32 @@ impl Connection {
 
     /// Reads the next client payload, enforcing the size and rate limits.
     async fn read_frame(&mut self) -> Result<Frame, End> {
-        loop {
-            let bytes = match self.socket.recv().await {
-                Err(_) => return Err(End::new(close::UNKNOWN_ERROR, "connection lost")),
-                Ok(Incoming::Data(bytes)) => bytes,
-                Ok(Incoming::Close(code)) => {
-                    // Closing with 1000 or 1001 invalidates the session (Discord's rule);
-                    // any other code (or none) keeps it resumable.
-                    let end = End::new(code, "closed by client");
-                    return Err(End {
-                        resumable: !matches!(code, 1000 | 1001),
-                        ..end
-                    });
-                }
-            };
-            let now = Instant::now();
-            if now.duration_since(self.window_start) >= RATE_WINDOW {
-                self.window_start = now;
-                self.window_count = 0;
+        let bytes = match self.socket.recv().await {
+            Err(_) => return Err(End::new(close::UNKNOWN_ERROR, "connection lost")),
+            Ok(Incoming::Data(bytes)) => bytes,
+            Ok(Incoming::Close(code)) => {
+                // Closing with 1000 or 1001 invalidates the session (Discord's rule);
+                // any other code (or none) keeps it resumable.
+                let end = End::new(code, "closed by client");
+                return Err(End {
+                    resumable: !matches!(code, 1000 | 1001),
+                    ..end
+                });
             }
-            self.window_count += 1;
-            if self.window_count > RATE_LIMIT {
-                return Err(End::new(close::RATE_LIMITED, "You are being rate limited."));
-            }
-            if bytes.len() > MAX_PAYLOAD {
-                return Err(End::new(close::DECODE_ERROR, "Payload too large"));
-            }
-            return serde_json::from_slice(&bytes).map_err(|_| DECODE);
+        };
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= RATE_WINDOW {
+            self.window_start = now;
+            self.window_count = 0;
         }
+        self.window_count += 1;
+        if self.window_count > RATE_LIMIT {
+            return Err(End::new(close::RATE_LIMITED, "You are being rate limited."));
+        }
+        if bytes.len() > MAX_PAYLOAD {
+            return Err(End::new(close::DECODE_ERROR, "Payload too large"));
+        }
+        serde_json::from_slice(&bytes).map_err(|_| DECODE)
     }
 
     /// Authenticates, subscribes, and sends READY and one GUILD_CREATE per guild.
