@@ -18,9 +18,10 @@ const SESSION_BUFFER: usize = 512;
 pub struct Dispatch {
     pub name: String,
     pub data: Box<str>,
-    /// The position in the global log of the event it announces; 0 for what a session
-    /// says itself (READY, replies). A session drops what its READY already reflected.
-    pub position: u64,
+    /// The position in the global log of the event it announces; `None` for what a
+    /// session says itself (READY, replies). A session drops what its READY already
+    /// reflected.
+    pub position: Option<u64>,
     /// What intent filtering needs (see `intents.rs`, which builds dispatches).
     pub(crate) meta: super::intents::Meta,
 }
@@ -416,7 +417,7 @@ impl Hub {
         let Some(mut dispatch) = Dispatch::new(name, &env.data) else {
             return;
         };
-        dispatch.position = env.position;
+        dispatch.position = Some(env.position);
         let dispatch = Arc::new(dispatch);
         let joins = match (topic, dispatch.name.as_str(), env.guild_id) {
             (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),

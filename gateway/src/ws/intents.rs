@@ -87,7 +87,7 @@ impl Dispatch {
         Some(Dispatch {
             name,
             data,
-            position: 0,
+            position: None,
             meta,
         })
     }

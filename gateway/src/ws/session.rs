@@ -64,7 +64,6 @@ pub async fn upgrade(
             &json!({ "message": "Chorus gateway: connect with a WebSocket", "code": 0 }),
         );
     };
-    drop(request);
     // Client frames are mostly ~20-byte heartbeats: a small read buffer (grown on demand)
     // keeps idle sessions cheap. Frames above the payload limit are read (up to 64 KiB)
     // so that they can be refused with Discord's close code. Data frames to the client
@@ -213,22 +212,20 @@ impl Connection {
     /// Sends one payload made of `parts` (JSON text once joined), compressed if the
     /// client asked for it. Uncompressed, the parts are written as they are.
     async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), End> {
-        if !self.compressor.is_plain() {
+        let sent = if self.compressor.is_plain() {
+            self.socket.send(Kind::Text, parts).await
+        } else {
             let text = parts.concat();
-            return match self.compressor.compress(&text) {
-                Ok(Some(bytes)) => self.socket.send(Kind::Binary, &[&bytes]).await,
-                Ok(None) => self.socket.send(Kind::Text, &[&text]).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "gateway compression failed");
-                    return Err(End::final_(close::UNKNOWN_ERROR, "Unknown error"));
-                }
+            let compressed = self.compressor.compress(&text).map_err(|e| {
+                tracing::error!(error = %e, "gateway compression failed");
+                End::final_(close::UNKNOWN_ERROR, "Unknown error")
+            })?;
+            match compressed {
+                Some(bytes) => self.socket.send(Kind::Binary, &[&bytes]).await,
+                None => self.socket.send(Kind::Text, &[&text]).await,
             }
-            .map_err(|_| SEND_FAILED);
-        }
-        self.socket
-            .send(Kind::Text, parts)
-            .await
-            .map_err(|_| SEND_FAILED)
+        };
+        sent.map_err(|_| SEND_FAILED)
     }
 
     async fn send_json(&mut self, value: &Value) -> Result<(), End> {
@@ -253,22 +250,33 @@ impl Connection {
     async fn deliver(&mut self, session: &mut Session, dispatch: Arc<Dispatch>) -> Result<(), End> {
         // An event the session's READY and GUILD_CREATEs already reflect: the publisher
         // tails the log on its own and may announce it after the session identified.
-        if dispatch.position != 0 && dispatch.position <= session.since {
+        if dispatch.position.is_some_and(|p| p <= session.since) {
             return Ok(());
         }
-        // A VOICE_STATE_UPDATE that moved this session's voice state (a moderator's move):
-        // the dispatch, then VOICE_SERVER_UPDATE for the new room (voice.rs).
-        if let Some(update) = super::voice::after_state_update(&self.state, session, &dispatch) {
-            Box::pin(self.deliver(session, dispatch)).await?;
-            return Box::pin(self.deliver(session, update)).await;
+        // A VOICE_STATE_UPDATE that moved this session's voice state (a moderator's move)
+        // is followed by VOICE_SERVER_UPDATE for the new room (voice.rs).
+        let follow_up = super::voice::after_state_update(&self.state, session, &dispatch);
+        if let Some(data) = dispatch.data_for(session.user_id, session.intents) {
+            self.send_numbered(session, &dispatch, data).await?;
         }
-        let Some(data) = dispatch.data_for(session.user_id, session.intents) else {
-            return Ok(());
-        };
+        match follow_up {
+            Some(update) => self.send_numbered(session, &update, &update.data).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends `data` (`dispatch`'s `d` as this session sees it) with the next `s`, and
+    /// keeps the dispatch for replay.
+    async fn send_numbered(
+        &mut self,
+        session: &mut Session,
+        dispatch: &Arc<Dispatch>,
+        data: &str,
+    ) -> Result<(), End> {
         let seq = session.seq + 1;
         self.send_dispatch(seq, &dispatch.name, data).await?;
         session.seq = seq;
-        session.remember(seq, dispatch);
+        session.remember(seq, dispatch.clone());
         Ok(())
     }
 
@@ -494,14 +502,10 @@ impl Connection {
         name: &str,
         data: &Value,
     ) -> Result<(), End> {
-        let Some(dispatch) = Dispatch::new(name.to_owned(), data) else {
+        let Some(dispatch) = Dispatch::new(name.to_owned(), data).map(Arc::new) else {
             return Err(End::final_(close::UNKNOWN_ERROR, "Unknown error"));
         };
-        let seq = session.seq + 1;
-        self.send_dispatch(seq, name, &dispatch.data).await?;
-        session.seq = seq;
-        session.remember(seq, Arc::new(dispatch));
-        Ok(())
+        self.send_numbered(session, &dispatch, &dispatch.data).await
     }
 
     /// Takes a parked session back: replays what the client missed and sends RESUMED.

@@ -112,8 +112,7 @@ pub(super) async fn state_update(
 /// VOICE_STATE_UPDATE that put this session's own voice state in a room other than the one
 /// of its last VOICE_SERVER_UPDATE (someone else moved it), the VOICE_SERVER_UPDATE for
 /// the new room, to send after it. A leave forgets the room and sends nothing. The room is
-/// recorded before returning, so a second call for the same dispatch returns None
-/// (`deliver` calls itself with it).
+/// recorded before returning, so the same move is never answered twice.
 pub(super) fn after_state_update(
     state: &AppState,
     session: &mut Session,
