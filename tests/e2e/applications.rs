@@ -20,20 +20,7 @@ async fn a_bot_joins_a_guild_and_talks(shape: Shape) {
         .ok("GET", &format!("/guilds/{guild_id}/channels"), None)
         .await;
     let channel_id = channels[0]["id"].as_str().unwrap().to_owned();
-    let invite = owner
-        .ok(
-            "POST",
-            &format!("/channels/{channel_id}/invites"),
-            Some(json!({})),
-        )
-        .await;
-    member
-        .ok(
-            "POST",
-            &format!("/invites/{}", invite["code"].as_str().unwrap()),
-            None,
-        )
-        .await;
+    owner.invite(&member, &channel_id).await;
 
     // The application and its bot.
     let r = owner

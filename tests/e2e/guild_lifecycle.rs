@@ -12,10 +12,7 @@ async fn removed_member_gets_guild_delete(shape: Shape) {
     let anon = server.api(None);
     let (owner, _) = anon.register("owner").await;
     let (member, member_id) = anon.register("member").await;
-    let guild = owner
-        .ok("POST", "/guilds", Some(json!({ "name": "Lifecycle" })))
-        .await;
-    let g = guild["id"].as_str().expect("guild id").to_owned();
+    let g = owner.create_guild("Lifecycle").await;
     let lobby = owner
         .ok(
             "POST",
@@ -70,10 +67,7 @@ async fn revoking_an_invite(shape: Shape) {
     let (manager, manager_id) = anon.register("manager").await;
     let (member, _) = anon.register("member").await;
     let (late, _) = anon.register("late").await;
-    let guild = owner
-        .ok("POST", "/guilds", Some(json!({ "name": "Invites" })))
-        .await;
-    let g = guild["id"].as_str().expect("guild id").to_owned();
+    let g = owner.create_guild("Invites").await;
     let lobby = owner
         .ok(
             "POST",
@@ -160,10 +154,7 @@ async fn renaming_a_guild(shape: Shape) {
     let anon = server.api(None);
     let (owner, _) = anon.register("owner").await;
     let (member, _) = anon.register("member").await;
-    let guild = owner
-        .ok("POST", "/guilds", Some(json!({ "name": "Before" })))
-        .await;
-    let g = guild["id"].as_str().expect("guild id").to_owned();
+    let g = owner.create_guild("Before").await;
     let general = owner
         .ok("GET", &format!("/guilds/{g}/channels"), None)
         .await;

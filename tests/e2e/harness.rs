@@ -272,6 +272,27 @@ impl Api {
         r.body
     }
 
+    /// Creates a guild named `name`; its id.
+    pub async fn create_guild(&self, name: &str) -> String {
+        let guild = self
+            .ok("POST", "/guilds", Some(json!({ "name": name })))
+            .await;
+        guild["id"].as_str().expect("guild id").to_owned()
+    }
+
+    /// Has `member` join the guild of `channel_id` through an invite this user creates.
+    pub async fn invite(&self, member: &Api, channel_id: &str) {
+        let invite = self
+            .ok(
+                "POST",
+                &format!("/channels/{channel_id}/invites"),
+                Some(json!({ "max_age": 3600 })),
+            )
+            .await;
+        let code = invite["code"].as_str().expect("invite code");
+        member.ok("POST", &format!("/invites/{code}"), None).await;
+    }
+
     /// Registers a user and returns an API client authenticated as them.
     pub async fn register(&self, username: &str) -> (Api, String) {
         let r = self

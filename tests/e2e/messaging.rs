@@ -300,10 +300,7 @@ async fn nothing_from_before_identify_is_dispatched(shape: Shape) {
     let server = Server::start(&shape);
     let anon = server.api(None);
     let (owner, _) = anon.register("owner").await;
-    let guild = owner
-        .ok("POST", "/guilds", Some(json!({ "name": "Backlog" })))
-        .await;
-    let g = guild["id"].as_str().unwrap().to_owned();
+    let g = owner.create_guild("Backlog").await;
     let channel = owner
         .ok(
             "POST",

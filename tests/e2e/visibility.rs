@@ -44,10 +44,7 @@ async fn a_private_channel_reaches_only_those_who_can_view_it(shape: Shape) {
     let (staff, staff_id) = anon.register("staff").await;
     let (guest, _) = anon.register("guest").await;
 
-    let guild = owner
-        .ok("POST", "/guilds", Some(json!({ "name": "Chorus" })))
-        .await;
-    let g = guild["id"].as_str().unwrap().to_owned();
+    let g = owner.create_guild("Chorus").await;
     let public = owner
         .ok(
             "POST",

@@ -231,19 +231,7 @@ async fn two_members_talk_in_a_voice_channel(shape: Shape) {
     assert_eq!(lounge["user_limit"], 20, "{lounge}");
     assert_eq!(lounge["bitrate"], 64_000);
     let lounge_id = lounge["id"].as_str().unwrap().to_owned();
-    let invite = alice
-        .ok(
-            "POST",
-            &format!("/channels/{lounge_id}/invites"),
-            Some(json!({ "max_age": 3600 })),
-        )
-        .await;
-    bob.ok(
-        "POST",
-        &format!("/invites/{}", invite["code"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    alice.invite(&bob, &lounge_id).await;
 
     let mut alice_gw = connect(&server.ws, alice.token.as_deref().unwrap()).await;
     let mut bob_gw = connect(&server.ws, bob.token.as_deref().unwrap()).await;
@@ -311,24 +299,6 @@ async fn voice_channel(owner: &Api, guild_id: &str, name: &str) -> String {
         )
         .await;
     c["id"].as_str().unwrap().to_owned()
-}
-
-/// `member` joins the guild through an invite to `channel_id`.
-async fn invite(owner: &Api, member: &Api, channel_id: &str) {
-    let invite = owner
-        .ok(
-            "POST",
-            &format!("/channels/{channel_id}/invites"),
-            Some(json!({ "max_age": 3600 })),
-        )
-        .await;
-    member
-        .ok(
-            "POST",
-            &format!("/invites/{}", invite["code"].as_str().unwrap()),
-            None,
-        )
-        .await;
 }
 
 /// Every dispatch `gw` receives until the CHANNEL_CREATE of a text channel named
@@ -401,13 +371,10 @@ async fn a_moved_member_gets_a_voice_server_update(shape: Shape) {
     let anon = server.api(None);
     let (alice, alice_id) = anon.register("alice").await;
     let (bob, bob_id) = anon.register("bob").await;
-    let guild = alice
-        .ok("POST", "/guilds", Some(json!({ "name": "Moves" })))
-        .await;
-    let g = guild["id"].as_str().unwrap().to_owned();
+    let g = alice.create_guild("Moves").await;
     let lounge = voice_channel(&alice, &g, "lounge").await;
     let den = voice_channel(&alice, &g, "den").await;
-    invite(&alice, &bob, &lounge).await;
+    alice.invite(&bob, &lounge).await;
     let mut alice_gw = connect(&server.ws, alice.token.as_deref().unwrap()).await;
     let mut bob_gw = connect(&server.ws, bob.token.as_deref().unwrap()).await;
     let (mut bob_lounge, _bob_peer) = join_voice(&mut bob_gw, &bob_id, &g, &lounge).await;
@@ -537,10 +504,7 @@ async fn rooms_are_placed_on_voice_nodes_in_a_cluster() {
     let (alice, alice_id) = anon.register("alice").await;
     let (bob, bob_id) = anon.register("bob").await;
     let (carol, carol_id) = anon.register("carol").await;
-    let guild = alice
-        .ok("POST", "/guilds", Some(json!({ "name": "Cluster Voice" })))
-        .await;
-    let g = guild["id"].as_str().unwrap().to_owned();
+    let g = alice.create_guild("Cluster Voice").await;
     // One room on each voice node.
     let mut rooms: Vec<Option<String>> = vec![None, None];
     for i in 0.. {
@@ -554,8 +518,8 @@ async fn rooms_are_placed_on_voice_nodes_in_a_cluster() {
         }
     }
     let rooms: Vec<String> = rooms.into_iter().map(Option::unwrap).collect();
-    invite(&alice, &bob, &rooms[0]).await;
-    invite(&alice, &carol, &rooms[0]).await;
+    alice.invite(&bob, &rooms[0]).await;
+    alice.invite(&carol, &rooms[0]).await;
     let ws = &api_node.ws;
     let mut alice_gw = connect(ws, alice.token.as_deref().unwrap()).await;
     let mut bob_gw = connect(ws, bob.token.as_deref().unwrap()).await;
@@ -734,19 +698,7 @@ async fn two_chromium_pages_hear_each_other_through_the_sfu() {
         )
         .await;
     let room_id = room["id"].as_str().unwrap().to_owned();
-    let invite = alice
-        .ok(
-            "POST",
-            &format!("/channels/{room_id}/invites"),
-            Some(json!({"max_age": 3600})),
-        )
-        .await;
-    bob.ok(
-        "POST",
-        &format!("/invites/{}", invite["code"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    alice.invite(&bob, &room_id).await;
 
     let profile = tempfile::tempdir().unwrap();
     let mut browser = std::process::Command::new(chromium)
