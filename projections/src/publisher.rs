@@ -765,7 +765,9 @@ const AUDITED: &[&str] = &[
     "ChannelDeleted",
     "ChannelOverwriteSet",
     "ChannelOverwriteDeleted",
+    "GuildRenamed",
     "InviteCreated",
+    "InviteDeleted",
     "MessageDeleted",
 ];
 

@@ -494,6 +494,11 @@ impl Plan {
                         return false;
                     };
                     self.pending_invites.remove(code);
+                    // The guild of the entry is read from the invite's row.
+                    self.push(Op::Audit(moderation::AuditOp::Invite {
+                        entry: Entry::of(e, 0, at, 0),
+                        code: code.to_owned(),
+                    }));
                     self.push(Op::Exec {
                         table: Table::Invites,
                         sql: "DELETE FROM {t} WHERE code = $1",

@@ -1043,6 +1043,30 @@ async fn moderation_reaches_the_read_models_the_bus_and_the_audit_log(backend: B
         ".id" => id(), ".user_id" => id(), ".target_id" => id(),
         ".changes[].new_value[].id" => id(),
     });
+    // Updates record what changed, old and new: Helpers' colour ("greener"), #general's
+    // topic (unset before, so no old value) and slowmode.
+    let role_update = log
+        .audit_log_entries
+        .iter()
+        .find(|e| e.action_type == 31)
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&role_update.changes).unwrap(),
+        serde_json::json!([{ "key": "color", "old_value": 0, "new_value": 0x2ecc71 }])
+    );
+    assert_eq!(role_update.reason.as_deref(), Some("greener"));
+    let channel_update = log
+        .audit_log_entries
+        .iter()
+        .find(|e| e.action_type == 11)
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&channel_update.changes).unwrap(),
+        serde_json::json!([
+            { "key": "topic", "new_value": "be nice" },
+            { "key": "rate_limit_per_user", "old_value": 0, "new_value": 10 },
+        ])
+    );
     let overwrite_update = log
         .audit_log_entries
         .iter()

@@ -128,6 +128,28 @@ async fn revoking_an_invite(shape: Shape) {
     assert_eq!(deleted["code"], code.as_str(), "{deleted}");
     assert_eq!(deleted["guild_id"], g.as_str(), "{deleted}");
     assert_eq!(deleted["channel_id"], lobby.as_str(), "{deleted}");
+    // The audit log keeps who revoked it and what it was.
+    let log = owner
+        .ok(
+            "GET",
+            &format!("/guilds/{g}/audit-logs?action_type=42"),
+            None,
+        )
+        .await;
+    let entries = log["audit_log_entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{log}");
+    assert_eq!(entries[0]["user_id"], manager_id.as_str(), "{log}");
+    let old = |key: &str| {
+        entries[0]["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .find(|c| c["key"] == key)
+            .map(|c| c["old_value"].clone())
+    };
+    assert_eq!(old("code"), Some(json!(code)), "{log}");
+    assert_eq!(old("channel_id"), Some(json!(lobby)), "{log}");
+    assert_eq!(old("uses"), Some(json!(2)), "{log}");
 
     // Gone: it can be neither shown, accepted nor deleted again.
     for (method, who) in [("GET", &late), ("POST", &late), ("DELETE", &manager)] {
@@ -194,6 +216,21 @@ async fn renaming_a_guild(shape: Shape) {
     assert!(update["roles"].is_array(), "{update}");
     let shown = member.ok("GET", &format!("/guilds/{g}"), None).await;
     assert_eq!(shown["name"], "After", "{shown}");
+    // The audit log says what the name was, not only what it became.
+    let log = owner
+        .ok(
+            "GET",
+            &format!("/guilds/{g}/audit-logs?action_type=1"),
+            None,
+        )
+        .await;
+    let entries = log["audit_log_entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{log}");
+    assert_eq!(
+        entries[0]["changes"],
+        json!([{ "key": "name", "old_value": "Before", "new_value": "After" }]),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

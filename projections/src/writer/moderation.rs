@@ -40,6 +40,7 @@ pub mod action {
     pub const ROLE_UPDATE: i64 = 31;
     pub const ROLE_DELETE: i64 = 32;
     pub const INVITE_CREATE: i64 = 40;
+    pub const INVITE_DELETE: i64 = 42;
     pub const MESSAGE_DELETE: i64 = 72;
 }
 
@@ -177,6 +178,22 @@ pub(crate) enum AuditOp {
         channel_id: i64,
         overwrite: Overwrite,
     },
+    /// `RoleUpdated`: ROLE_UPDATE with the changed fields, old and new.
+    Role {
+        entry: Entry,
+        role: domain::role::Role,
+    },
+    /// `ChannelUpdated`: CHANNEL_UPDATE with the changed fields, old and new.
+    Channel {
+        entry: Entry,
+        channel_id: i64,
+        fields: ChannelFields,
+    },
+    /// `GuildRenamed`: GUILD_UPDATE with the old and the new name.
+    GuildName { entry: Entry, name: String },
+    /// `InviteDeleted`: INVITE_DELETE with what the invite was (its guild, which the
+    /// entry's `guild_id` is set to, comes from the row).
+    Invite { entry: Entry, code: String },
     /// `MessageDeleted` by someone else than the author: MESSAGE_DELETE.
     Message {
         entry: Entry,
@@ -184,6 +201,54 @@ pub(crate) enum AuditOp {
         message_id: i64,
         actor: Option<i64>,
     },
+}
+
+/// The fields of a channel that its CHANNEL_UPDATE audit entry compares, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChannelFields {
+    pub name: String,
+    pub position: i64,
+    pub parent_id: Option<i64>,
+    pub topic: Option<String>,
+    pub nsfw: bool,
+    pub rate_limit_per_user: i64,
+}
+
+impl ChannelFields {
+    /// `{key, old_value?, new_value}` for each field that differs from `old` (all of them
+    /// when there is no old row). A null old value is left out, as Discord does.
+    fn changes(&self, old: Option<&ChannelFields>) -> Vec<Value> {
+        let fields = |f: &ChannelFields| {
+            [
+                ("name", json!(f.name)),
+                ("position", json!(f.position)),
+                ("parent_id", opt_id_str(f.parent_id)),
+                ("topic", json!(f.topic)),
+                ("nsfw", json!(f.nsfw)),
+                ("rate_limit_per_user", json!(f.rate_limit_per_user)),
+            ]
+        };
+        diff(old.map(fields), fields(self))
+    }
+}
+
+/// The changes between `old` and `new` (key, value) lists of the same keys in the same
+/// order: every key whose value differs, with `old_value` unless it was null (or there is
+/// no old state at all), and `new_value` unless it is null.
+fn diff<const N: usize>(old: Option<[(&str, Value); N]>, new: [(&str, Value); N]) -> Vec<Value> {
+    let present = |v: Value| (!v.is_null()).then_some(v);
+    match old {
+        None => new
+            .into_iter()
+            .map(|(key, v)| change(key, None, present(v)))
+            .collect(),
+        Some(old) => old
+            .into_iter()
+            .zip(new)
+            .filter(|((_, o), (_, n))| o != n)
+            .map(|((key, o), (_, n))| change(key, present(o), present(n)))
+            .collect(),
+    }
 }
 
 impl ChannelOp {
@@ -198,6 +263,10 @@ impl AuditOp {
         match self {
             AuditOp::Member { .. } => &[Table::Members, Table::MemberRoles, Table::Roles],
             AuditOp::Overwrite { .. } => &[Table::Channels, Table::Roles],
+            AuditOp::Role { .. } => &[Table::Roles],
+            AuditOp::Channel { .. } => &[Table::Channels],
+            AuditOp::GuildName { .. } => &[Table::Guilds],
+            AuditOp::Invite { .. } => &[Table::Invites],
             AuditOp::Message { .. } => &[Table::Messages],
         }
     }
@@ -243,6 +312,10 @@ impl Plan {
             }
             GuildEvent::RoleUpdated { role } => {
                 let id = to_i64(role.id.get());
+                self.push(Op::Audit(AuditOp::Role {
+                    entry: entry(0),
+                    role: role.clone(),
+                }));
                 let mut row = role_row(guild_id, &role);
                 // guild_id, id, then the rest: an update keyed by (guild_id, id).
                 let rest = row.split_off(2);
@@ -265,7 +338,6 @@ impl Plan {
                         ],
                     );
                 }
-                self.audit(entry(0).row(Some(id), action::ROLE_UPDATE, role_changes(&role), None));
             }
             GuildEvent::RoleDeleted { role_id } => {
                 let id = to_i64(role_id.get());
@@ -404,14 +476,18 @@ impl Plan {
                 let id = to_i64(channel_id.get());
                 let parent = parent_id.map(|p| to_i64(p.get()));
                 let topic = topic.map(|t| t.into_string());
-                let changes = vec![
-                    new_value("name", Value::String(name.as_str().to_owned())),
-                    new_value("position", json!(position)),
-                    new_value("parent_id", opt_id_str(parent)),
-                    new_value("topic", json!(topic)),
-                    new_value("nsfw", json!(nsfw)),
-                    new_value("rate_limit_per_user", json!(rate_limit_per_user)),
-                ];
+                self.push(Op::Audit(AuditOp::Channel {
+                    entry: entry(0),
+                    channel_id: id,
+                    fields: ChannelFields {
+                        name: name.as_str().to_owned(),
+                        position: i64::from(position),
+                        parent_id: parent,
+                        topic: topic.clone(),
+                        nsfw,
+                        rate_limit_per_user: i64::from(rate_limit_per_user),
+                    },
+                }));
                 self.push(Op::Channel(ChannelOp::Updated {
                     id,
                     name: name.into_string(),
@@ -422,7 +498,6 @@ impl Plan {
                     rate_limit_per_user: i64::from(rate_limit_per_user),
                     synced: permission_synced && parent.is_some(),
                 }));
-                self.audit(entry(0).row(Some(id), action::CHANNEL_UPDATE, changes, None));
             }
             GuildEvent::ChannelDeleted { channel_id } => {
                 let id = to_i64(channel_id.get());
@@ -452,17 +527,15 @@ impl Plan {
                 ));
             }
             GuildEvent::GuildRenamed { name } => {
+                self.push(Op::Audit(AuditOp::GuildName {
+                    entry: entry(0),
+                    name: name.as_str().to_owned(),
+                }));
                 self.exec(
                     Table::Guilds,
                     "UPDATE {t} SET name = $2 WHERE id = $1",
                     vec![Val::Int(guild_id), Val::Text(name.as_str().to_owned())],
                 );
-                self.audit(entry(0).row(
-                    Some(guild_id),
-                    action::GUILD_UPDATE,
-                    vec![new_value("name", Value::String(name.as_str().to_owned()))],
-                    None,
-                ));
             }
         }
         true
@@ -483,17 +556,37 @@ fn role_row(guild_id: i64, role: &domain::role::Role) -> Vec<Val> {
     ]
 }
 
-fn role_changes(role: &domain::role::Role) -> Vec<Value> {
-    vec![
-        new_value("name", Value::String(role.name.as_str().to_owned())),
-        new_value(
-            "permissions",
-            Value::String(role.permissions.bits().to_string()),
-        ),
-        new_value("color", json!(role.color)),
-        new_value("hoist", json!(role.hoist)),
-        new_value("mentionable", json!(role.mentionable)),
+/// The fields a role's audit entries record, in Discord's order.
+type RoleFields = [(&'static str, Value); 5];
+
+fn role_fields(
+    name: &str,
+    permissions: u64,
+    color: i64,
+    hoist: bool,
+    mentionable: bool,
+) -> RoleFields {
+    [
+        ("name", json!(name)),
+        ("permissions", Value::String(permissions.to_string())),
+        ("color", json!(color)),
+        ("hoist", json!(hoist)),
+        ("mentionable", json!(mentionable)),
     ]
+}
+
+fn fields_of(role: &domain::role::Role) -> RoleFields {
+    role_fields(
+        role.name.as_str(),
+        role.permissions.bits(),
+        i64::from(role.color),
+        role.hoist,
+        role.mentionable,
+    )
+}
+
+fn role_changes(role: &domain::role::Role) -> Vec<Value> {
+    diff(None, fields_of(role))
 }
 
 /// The changes of a channel creation's audit entry.
@@ -842,6 +935,109 @@ impl AuditOp {
                     changes,
                     Some(overwrite_options(&overwrite.target, role)),
                 )])
+            }
+            AuditOp::Role { entry, role } => {
+                let id = to_i64(role.id.get());
+                let old = sqlx::query(&format!(
+                    "SELECT name, permissions, color, hoist, mentionable FROM {} \
+                     WHERE guild_id = $1 AND id = $2",
+                    source(target, Table::Roles)
+                ))
+                .bind(entry.guild_id)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let old = match old {
+                    Some(r) => Some(role_fields(
+                        &r.try_get::<String, _>(0)?,
+                        to_u64(r.try_get::<i64, _>(1)?),
+                        r.try_get::<i64, _>(2)?,
+                        r.try_get::<i64, _>(3)? != 0,
+                        r.try_get::<i64, _>(4)? != 0,
+                    )),
+                    None => None,
+                };
+                let changes = diff(old, fields_of(&role));
+                Ok(if changes.is_empty() {
+                    vec![]
+                } else {
+                    vec![entry.row(Some(id), action::ROLE_UPDATE, changes, None)]
+                })
+            }
+            AuditOp::Channel {
+                entry,
+                channel_id,
+                fields,
+            } => {
+                let old = sqlx::query(&format!(
+                    "SELECT name, position, parent_id, topic, nsfw, rate_limit_per_user \
+                     FROM {} WHERE id = $1",
+                    source(target, Table::Channels)
+                ))
+                .bind(channel_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let old = match old {
+                    Some(r) => Some(ChannelFields {
+                        name: r.try_get(0)?,
+                        position: r.try_get(1)?,
+                        parent_id: r.try_get(2)?,
+                        topic: r.try_get(3)?,
+                        nsfw: r.try_get::<i64, _>(4)? != 0,
+                        rate_limit_per_user: r.try_get(5)?,
+                    }),
+                    None => None,
+                };
+                let changes = fields.changes(old.as_ref());
+                Ok(if changes.is_empty() {
+                    vec![]
+                } else {
+                    vec![entry.row(Some(channel_id), action::CHANNEL_UPDATE, changes, None)]
+                })
+            }
+            AuditOp::GuildName { entry, name } => {
+                let old: Option<String> = sqlx::query(&format!(
+                    "SELECT name FROM {} WHERE id = $1",
+                    source(target, Table::Guilds)
+                ))
+                .bind(entry.guild_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+                if old.as_deref() == Some(name.as_str()) {
+                    return Ok(vec![]);
+                }
+                let guild_id = entry.guild_id;
+                Ok(vec![entry.row(
+                    Some(guild_id),
+                    action::GUILD_UPDATE,
+                    vec![change("name", old.map(Value::String), Some(json!(name)))],
+                    None,
+                )])
+            }
+            AuditOp::Invite { mut entry, code } => {
+                let row = sqlx::query(&format!(
+                    "SELECT guild_id, channel_id, inviter_id, uses, max_uses, max_age, temporary \
+                     FROM {} WHERE code = $1",
+                    source(target, Table::Invites)
+                ))
+                .bind(&code)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(r) = row else { return Ok(vec![]) };
+                entry.guild_id = r.try_get(0)?;
+                let old = |key: &str, v: Value| change(key, Some(v), None);
+                let changes = vec![
+                    old("code", json!(code)),
+                    old("channel_id", id_str(r.try_get(1)?)),
+                    old("inviter_id", id_str(r.try_get(2)?)),
+                    old("uses", json!(r.try_get::<i64, _>(3)?)),
+                    old("max_uses", json!(r.try_get::<i64, _>(4)?)),
+                    old("max_age", json!(r.try_get::<i64, _>(5)?)),
+                    old("temporary", json!(r.try_get::<i64, _>(6)? != 0)),
+                ];
+                Ok(vec![entry.row(None, action::INVITE_DELETE, changes, None)])
             }
             AuditOp::Message {
                 mut entry,
