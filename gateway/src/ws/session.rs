@@ -80,14 +80,17 @@ pub async fn upgrade(
         // session's task holds only what `live` needs.
         match Box::pin(conn.handshake(params)).await {
             Ok(mut session) => {
-                let end = conn.live(&mut session).await;
+                // The session loop and the close are boxed too: a future holds room for
+                // every state it can be in, and the close's would otherwise sit unused
+                // beside the loop for the whole session.
+                let end = Box::pin(conn.live(&mut session)).await;
                 let hub = conn.state.hub.clone();
-                conn.close(end).await;
+                Box::pin(conn.close(end)).await;
                 if end.resumable {
                     resume::park(&hub, session);
                 }
             }
-            Err(end) => conn.close(end).await,
+            Err(end) => Box::pin(conn.close(end)).await,
         }
     })
 }

@@ -80,7 +80,9 @@ impl Upgrade {
                 Some(config),
             )
             .await;
-            session(Socket { ws }).await;
+            // Boxed: the task's own future then stays small (the upgrade's states), and
+            // the session's is allocated at its own size instead of inside the task's.
+            Box::pin(session(Socket { ws })).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
