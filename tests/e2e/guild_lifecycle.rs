@@ -129,14 +129,8 @@ async fn revoking_an_invite(shape: Shape) {
     assert_eq!(deleted["guild_id"], g.as_str(), "{deleted}");
     assert_eq!(deleted["channel_id"], lobby.as_str(), "{deleted}");
     // The audit log keeps who revoked it and what it was.
-    let log = owner
-        .ok(
-            "GET",
-            &format!("/guilds/{g}/audit-logs?action_type=42"),
-            None,
-        )
-        .await;
-    let entries = log["audit_log_entries"].as_array().expect("entries");
+    let entries = owner.audit_entries(&g, 42).await;
+    let log = json!(entries);
     assert_eq!(entries.len(), 1, "{log}");
     assert_eq!(entries[0]["user_id"], manager_id.as_str(), "{log}");
     let old = |key: &str| {
@@ -217,14 +211,8 @@ async fn renaming_a_guild(shape: Shape) {
     let shown = member.ok("GET", &format!("/guilds/{g}"), None).await;
     assert_eq!(shown["name"], "After", "{shown}");
     // The audit log says what the name was, not only what it became.
-    let log = owner
-        .ok(
-            "GET",
-            &format!("/guilds/{g}/audit-logs?action_type=1"),
-            None,
-        )
-        .await;
-    let entries = log["audit_log_entries"].as_array().expect("entries");
+    let entries = owner.audit_entries(&g, 1).await;
+    let log = json!(entries);
     assert_eq!(entries.len(), 1, "{log}");
     assert_eq!(
         entries[0]["changes"],

@@ -280,6 +280,21 @@ impl Api {
         guild["id"].as_str().expect("guild id").to_owned()
     }
 
+    /// The audit log entries of `guild` with `action_type`, newest first.
+    pub async fn audit_entries(&self, guild: &str, action_type: u16) -> Vec<Value> {
+        let log = self
+            .ok(
+                "GET",
+                &format!("/guilds/{guild}/audit-logs?action_type={action_type}"),
+                None,
+            )
+            .await;
+        log["audit_log_entries"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no audit_log_entries: {log}"))
+            .clone()
+    }
+
     /// Has `member` join the guild of `channel_id` through an invite this user creates.
     pub async fn invite(&self, member: &Api, channel_id: &str) {
         let invite = self

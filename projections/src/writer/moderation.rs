@@ -97,6 +97,14 @@ impl Entry {
         }
     }
 
+    /// The rows of an update's entry: none when nothing it records changed.
+    fn update_rows(&self, target_id: i64, action_type: i64, changes: Vec<Value>) -> Vec<Vec<Val>> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        vec![self.row(Some(target_id), action_type, changes, None)]
+    }
+
     /// The audit_log row.
     pub fn row(
         &self,
@@ -957,12 +965,7 @@ impl AuditOp {
                     )),
                     None => None,
                 };
-                let changes = diff(old, fields_of(&role));
-                Ok(if changes.is_empty() {
-                    vec![]
-                } else {
-                    vec![entry.row(Some(id), action::ROLE_UPDATE, changes, None)]
-                })
+                Ok(entry.update_rows(id, action::ROLE_UPDATE, diff(old, fields_of(&role))))
             }
             AuditOp::Channel {
                 entry,
@@ -989,11 +992,7 @@ impl AuditOp {
                     None => None,
                 };
                 let changes = fields.changes(old.as_ref());
-                Ok(if changes.is_empty() {
-                    vec![]
-                } else {
-                    vec![entry.row(Some(channel_id), action::CHANNEL_UPDATE, changes, None)]
-                })
+                Ok(entry.update_rows(channel_id, action::CHANNEL_UPDATE, changes))
             }
             AuditOp::GuildName { entry, name } => {
                 let old: Option<String> = sqlx::query(&format!(
@@ -1005,16 +1004,8 @@ impl AuditOp {
                 .await?
                 .map(|r| r.try_get(0))
                 .transpose()?;
-                if old.as_deref() == Some(name.as_str()) {
-                    return Ok(vec![]);
-                }
-                let guild_id = entry.guild_id;
-                Ok(vec![entry.row(
-                    Some(guild_id),
-                    action::GUILD_UPDATE,
-                    vec![change("name", old.map(Value::String), Some(json!(name)))],
-                    None,
-                )])
+                let changes = diff(old.map(|o| [("name", json!(o))]), [("name", json!(name))]);
+                Ok(entry.update_rows(entry.guild_id, action::GUILD_UPDATE, changes))
             }
             AuditOp::Invite { mut entry, code } => {
                 let row = sqlx::query(&format!(
