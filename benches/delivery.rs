@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 // ---- configuration ----------------------------------------------------------------
@@ -528,11 +529,22 @@ async fn next_text(ws: &mut Ws) -> Result<String, String> {
     }
 }
 
+/// How much a benchmark client reads at once: a dispatch is about 1 KB.
+const CLIENT_READ_BUFFER: usize = 8 * 1024;
+
 /// Connects, identifies, and waits for READY and every GUILD_CREATE.
 async fn connect_identified(ws_url: &str, token: &str) -> Result<(Ws, u64), String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}/?v=10&encoding=json"))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    // tungstenite zero-fills its read buffer up to `read_buffer_size` before every read
+    // (128 KiB by default): with a frame per read, that memset was half of this
+    // client's CPU, taken from the server it measures on the same two cores.
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("{ws_url}/?v=10&encoding=json"),
+        Some(config),
+        true,
+    )
+    .await
+    .map_err(|e| format!("connect: {e}"))?;
     let hello: Value =
         serde_json::from_str(&next_text(&mut ws).await?).map_err(|e| e.to_string())?;
     if hello["op"] != 10 {
@@ -1227,7 +1239,11 @@ fn main() {
         .unwrap_or(0)
         .max(2 * cfg.idle_clients);
     raise_nofile(most);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(n) = std::env::var("CHORUS_BENCH_CLIENT_THREADS") {
+        builder.worker_threads(n.parse().expect("CHORUS_BENCH_CLIENT_THREADS: a number"));
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .expect("tokio runtime");
