@@ -24,6 +24,7 @@
 //! | `CHORUS_BENCH_IDLE_CLIENTS`   | `1000`           | idle sessions for the memory part        |
 //! | `CHORUS_BENCH_DELIVERY`       | `on`             | `off` skips the delivery part            |
 //! | `CHORUS_BENCH_QUICK`          | unset            | `1`: 100 clients, 5 msg/s, 5 s, memory with 200 sessions |
+//! | `CHORUS_BENCH_CLIENT_THREADS` | tokio's default  | worker threads of the benchmark's own runtime (its clients) |
 //! | `CHORUS_BENCH_SERVER_WRAPPER` | unset            | command prefix for the server (profilers: `valgrind --tool=massif ...`) |
 //! | `CHORUS_BENCH_DATABASE_URL`   | `postgres://postgres@127.0.0.1:5432` | PostgreSQL server (loopback only); a fresh database is created per run and dropped after |
 //! | `CHORUS_BENCH_NATS_URL`       | `nats://127.0.0.1:4222` | NATS server (loopback only)       |
@@ -650,6 +651,15 @@ fn parse_bench_content(frame: &str) -> Option<(u64, u64)> {
     Some((seq, sent_us))
 }
 
+/// A session's heartbeat timer, as Discord asks clients to run it (and bot libraries do):
+/// the first beat after `interval` times a random fraction, then every `interval`.
+/// Without the jitter, sessions that connected together would beat together, and each
+/// burst of 1,000 heartbeats would land on whichever message was being delivered.
+fn heartbeat_timer(interval: Duration) -> tokio::time::Interval {
+    let first = interval.mul_f64(rand::random::<f64>());
+    tokio::time::interval_at(tokio::time::Instant::now() + first, interval)
+}
+
 /// Reads a session until `stop`, heartbeating, and timing every bench message.
 async fn run_client(
     mut ws: Ws,
@@ -662,7 +672,7 @@ async fn run_client(
 ) -> ClientReport {
     let mut report = ClientReport::default();
     let mut seen: Vec<u64> = Vec::new(); // bitset of seqs
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut beat = heartbeat_timer(heartbeat);
     loop {
         tokio::select! {
             biased;
@@ -731,8 +741,7 @@ async fn idle_client(
     heartbeat: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    let mut beat =
-        tokio::time::interval_at(tokio::time::Instant::now() + heartbeat / 2, heartbeat / 2);
+    let mut beat = heartbeat_timer(heartbeat / 2);
     loop {
         tokio::select! {
             frame = ws.next() => match frame {
