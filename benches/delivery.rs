@@ -1252,10 +1252,7 @@ fn main() {
     if let Ok(n) = std::env::var("CHORUS_BENCH_CLIENT_THREADS") {
         builder.worker_threads(n.parse().expect("CHORUS_BENCH_CLIENT_THREADS: a number"));
     }
-    let runtime = builder
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     let overall = Duration::from_secs(3600);
     let outcome = runtime.block_on(async {
         tokio::time::timeout(overall, run(cfg))
