@@ -144,23 +144,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to find the port.
     println!("chorus listening on http://{addr} (API http://{addr}/api/v10, gateway {public_ws_url}); node {node_id}, {shape}");
     tracing::info!(%addr, node_id, shape, "listening");
-    // With the peer address, so that requests without a token are rate limited per
-    // client address rather than all together.
-    // TCP_NODELAY: a dispatch is one write and must leave at once, not wait (Nagle) for
-    // the ACK of the previous one, which delayed ACKs can hold back for up to 40 ms.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("server failed")?;
+    // `gateway::serve` gives each request its peer address (requests without a token are
+    // rate limited per client address) and sets TCP_NODELAY on accepted connections.
+    gateway::serve(listener, app, shutdown_signal())
+        .await
+        .context("server failed")?;
     tracing::info!("shutting down");
     match Arc::try_unwrap(projections) {
         Ok(p) => p.shutdown().await,

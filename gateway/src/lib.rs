@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod ratelimit;
 mod rest;
+mod serve;
 pub mod ws;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use projections::{Projections, ReadDb};
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiResult};
+pub use serve::serve;
 
 /// Settings of the client edge.
 #[derive(Debug, Clone)]

@@ -3,7 +3,6 @@
 //! the handshake and READY/GUILD_CREATE shapes, `s`, heartbeats, close codes, limits,
 //! intents and MESSAGE_CONTENT, both stream compressions, RESUME, and the REST 429.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,12 +63,9 @@ async fn start(heartbeat: Duration, rate_limit_per_second: u32) -> Server {
     };
     let app = gateway::router(state);
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
+        gateway::serve(listener, app, std::future::pending())
+            .await
+            .unwrap()
     });
     Server {
         http: format!("http://{addr}/api/v10"),
