@@ -6,6 +6,7 @@ mod audience;
 mod compress;
 mod hub;
 pub mod intents;
+mod outbound;
 mod resume;
 mod session;
 mod socket;

@@ -43,10 +43,7 @@ pub struct Session {
 impl Session {
     /// Remembers a sent dispatch for replay.
     pub fn remember(&mut self, seq: u64, dispatch: Arc<Dispatch>) {
-        if self.sent.len() >= REPLAY_LIMIT {
-            self.sent.pop_front();
-        }
-        self.sent.push_back((seq, dispatch));
+        remember(&mut self.sent, seq, dispatch);
     }
 
     /// Forgets what the client says it received (a heartbeat's `d`).
@@ -66,6 +63,18 @@ impl Session {
             None => true,
         }
     }
+}
+
+/// Keeps `dispatch`, sent with `seq`, for replay (at most [`REPLAY_LIMIT`]).
+pub(crate) fn remember(
+    sent: &mut VecDeque<(u64, Arc<Dispatch>)>,
+    seq: u64,
+    dispatch: Arc<Dispatch>,
+) {
+    if sent.len() >= REPLAY_LIMIT {
+        sent.pop_front();
+    }
+    sent.push_back((seq, dispatch));
 }
 
 struct Parked {

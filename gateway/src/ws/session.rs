@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::compress::{Compression, Compressor};
-use super::hub::Dispatch;
+use super::hub::{Dispatch, Lane};
 use super::resume::{self, Session};
 use super::socket::{Incoming, Kind, Socket, Upgrade};
 use super::{close, intents, op};
@@ -177,6 +177,18 @@ impl End {
 const SEND_FAILED: End = End::new(close::UNKNOWN_ERROR, "send failed");
 const DECODE: End = End::new(close::DECODE_ERROR, "Error while decoding payload");
 
+/// What woke an identified session's task.
+enum Woke {
+    Frame(Result<Frame, End>),
+    Dispatch(Option<Arc<Dispatch>>),
+    Timeout,
+}
+
+/// A dispatch frame's text before its `d`: `{"op":0,"t":NAME,"s":SEQ,"d":`.
+pub(crate) fn dispatch_head(name: &str, seq: u64) -> String {
+    format!("{{\"op\":0,\"t\":\"{name}\",\"s\":{seq},\"d\":")
+}
+
 /// What the handshake's read loop does next.
 enum Start {
     Identify(Identify),
@@ -243,9 +255,44 @@ impl Connection {
     /// Sends a dispatch with sequence number `seq`.
     async fn send_dispatch(&mut self, seq: u64, name: &str, data: &str) -> Result<(), End> {
         // `d` is written as it is, never copied into a frame string.
-        let head = format!("{{\"op\":0,\"t\":\"{name}\",\"s\":{seq},\"d\":");
+        let head = dispatch_head(name, seq);
         self.send_parts(&[head.as_bytes(), data.as_bytes(), b"}"])
             .await
+    }
+
+    /// Lends the session's sending state to its mailbox, so that the hub writes its
+    /// dispatches while the task waits (`hub.rs`, `Lane`); false if it was not lent
+    /// (something is queued, the connection is compressed or has no shared writer).
+    fn lend(&self, session: &mut Session) -> bool {
+        let Some(out) = self.socket.outbound() else {
+            return false;
+        };
+        if !self.compressor.is_plain() {
+            return false;
+        }
+        let lane = Lane {
+            out: out.clone(),
+            user_id: session.user_id,
+            intents: session.intents,
+            since: session.since,
+            seq: session.seq,
+            sent: std::mem::take(&mut session.sent),
+        };
+        match session.mailbox.lend(lane) {
+            Ok(()) => true,
+            Err(lane) => {
+                session.sent = lane.sent;
+                false
+            }
+        }
+    }
+
+    /// Takes back what [`Connection::lend`] lent, with what the hub sent meanwhile.
+    fn take_back(session: &mut Session) {
+        if let Some(lane) = session.mailbox.reclaim() {
+            session.seq = lane.seq;
+            session.sent = lane.sent;
+        }
     }
 
     /// Sends a dispatch to the session if its intents include it, with the next `s`,
@@ -671,21 +718,27 @@ impl Connection {
                 deadline = due;
                 timeout.as_mut().reset(deadline);
             }
-            let step = tokio::select! {
-                frame = self.read_frame() => match frame {
-                    // Client payloads are rare (a heartbeat every ~41 s) and their
-                    // handlers' futures are large (commands, queries): boxed, so the
-                    // idle session's task does not carry their size.
-                    Ok(f) => Box::pin(self.client_op(session, f)).await,
-                    Err(end) => Err(end),
-                },
-                dispatch = mailbox.recv() => match dispatch {
-                    Some(d) => self.deliver(session, d).await,
-                    None => Err(End::final_(close::UNKNOWN_ERROR, "Session could not keep up")),
-                },
-                _ = &mut timeout => {
-                    Err(End::new(close::SESSION_TIMED_OUT, "Session timed out"))
-                }
+            let lent = self.lend(session);
+            let woke = tokio::select! {
+                frame = self.read_frame() => Woke::Frame(frame),
+                dispatch = mailbox.recv() => Woke::Dispatch(dispatch),
+                _ = &mut timeout => Woke::Timeout,
+            };
+            if lent {
+                Self::take_back(session);
+            }
+            let step = match woke {
+                // Client payloads are rare (a heartbeat every ~41 s) and their handlers'
+                // futures are large (commands, queries): boxed, so the idle session's
+                // task does not carry their size.
+                Woke::Frame(Ok(f)) => Box::pin(self.client_op(session, f)).await,
+                Woke::Frame(Err(end)) => Err(end),
+                Woke::Dispatch(Some(d)) => self.deliver(session, d).await,
+                Woke::Dispatch(None) => Err(End::final_(
+                    close::UNKNOWN_ERROR,
+                    "Session could not keep up",
+                )),
+                Woke::Timeout => Err(End::new(close::SESSION_TIMED_OUT, "Session timed out")),
             };
             if let Err(end) = step {
                 return end;

@@ -10,19 +10,29 @@
 //! copied into a frame). tungstenite still reads, answers pings and writes close frames;
 //! its buffered output is flushed before each hand-written frame, so frames never
 //! interleave.
+//!
+//! Served by [`crate::serve`], the upgraded connection is the TCP stream itself, and all
+//! its writes (tungstenite's included) go through one [`Outbound`] that the hub can
+//! write dispatches to as well (`outbound.rs`, `hub.rs`).
 
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
+
+use super::outbound::{Outbound, TcpConn};
 
 /// A WebSocket upgrade request that can be accepted.
 pub struct Upgrade {
@@ -74,15 +84,21 @@ impl Upgrade {
                     return;
                 }
             };
-            let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(config),
-            )
-            .await;
+            // Served by `crate::serve`, the connection is a plain TCP stream that the
+            // hub can write to as well (`outbound.rs`); otherwise (another server loop)
+            // only the session's task writes.
+            let (io, out) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let conn = TcpConn::new(parts.io.into_inner(), parts.read_buf);
+                    let out = conn.outbound().clone();
+                    (Io::Tcp(conn), Some(out))
+                }
+                Err(upgraded) => (Io::Other(TokioIo::new(upgraded)), None),
+            };
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             // Boxed: the task's own future then stays small (the upgrade's states), and
             // the session's is allocated at its own size instead of inside the task's.
-            Box::pin(session(Socket { ws })).await;
+            Box::pin(session(Socket { ws, out })).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -109,17 +125,83 @@ pub enum Kind {
     Binary,
 }
 
-/// The socket could not be written or read.
-#[derive(Debug)]
-pub struct Broken;
+pub use super::outbound::Broken;
+
+/// The upgraded connection under tungstenite.
+enum Io {
+    /// A TCP stream whose writes go through an [`Outbound`].
+    Tcp(TcpConn),
+    /// Any other upgraded connection.
+    Other(TokioIo<Upgraded>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(c) => Pin::new(c).poll_read(cx, buf),
+            Io::Other(c) => Pin::new(c).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(c) => Pin::new(c).poll_write(cx, buf),
+            Io::Other(c) => Pin::new(c).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(c) => Pin::new(c).poll_write_vectored(cx, bufs),
+            Io::Other(c) => Pin::new(c).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Tcp(c) => c.is_write_vectored(),
+            Io::Other(c) => c.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(c) => Pin::new(c).poll_flush(cx),
+            Io::Other(c) => Pin::new(c).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(c) => Pin::new(c).poll_shutdown(cx),
+            Io::Other(c) => Pin::new(c).poll_shutdown(cx),
+        }
+    }
+}
 
 /// One upgraded gateway connection.
 pub struct Socket {
-    ws: WebSocketStream<TokioIo<Upgraded>>,
+    ws: WebSocketStream<Io>,
+    /// The connection's shared writer, when it has one (see [`Io::Tcp`]).
+    out: Option<Arc<Outbound>>,
 }
 
 /// The header of an unmasked, final frame (server to client) of `len` payload bytes.
-fn frame_header(kind: Kind, len: usize) -> ([u8; 10], usize) {
+pub(crate) fn frame_header(kind: Kind, len: usize) -> ([u8; 10], usize) {
     let mut h = [0u8; 10];
     h[0] = 0x80
         | match kind {
@@ -158,12 +240,24 @@ impl Socket {
         }
     }
 
+    /// The connection's shared writer, through which others may send frames too.
+    pub fn outbound(&self) -> Option<&Arc<Outbound>> {
+        self.out.as_ref()
+    }
+
     /// Sends one data frame whose payload is `parts` in order, in one vectored write.
     pub async fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), Broken> {
         // Whatever tungstenite has buffered (a pong) goes first, whole.
         self.ws.flush().await.map_err(|_| Broken)?;
         let len = parts.iter().map(|p| p.len()).sum();
         let (header, used) = frame_header(kind, len);
+        if let Some(out) = &self.out {
+            let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+            all.push(&header[..used]);
+            all.extend_from_slice(parts);
+            out.write(&all).map_err(|_| Broken)?;
+            return out.flushed().await.map_err(|_| Broken);
+        }
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 1);
         slices.push(IoSlice::new(&header[..used]));
         slices.extend(
