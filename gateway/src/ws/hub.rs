@@ -576,3 +576,89 @@ async fn pump(hub: Weak<Hub>, topic: Topic, mut sub: bus::BusSubscription) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn dispatch(name: &str, position: u64) -> Arc<Dispatch> {
+        let mut d = Dispatch::new(name.to_owned(), &serde_json::json!({ "n": position }))
+            .expect("serialisable");
+        d.position = Some(position);
+        Arc::new(d)
+    }
+
+    #[tokio::test]
+    async fn a_lane_writes_until_one_dispatch_is_queued_then_everything_queues_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        let out = Outbound::new(Arc::new(server));
+        let mailbox = Mailbox::default();
+        let lane = Lane {
+            out,
+            user_id: 1,
+            intents: u64::MAX,
+            since: 10,
+            seq: 4,
+            sent: Default::default(),
+        };
+        assert!(mailbox.lend(lane).is_ok());
+
+        // Given a lent lane, when dispatches come:
+        assert!(mailbox.push(dispatch("CHANNEL_CREATE", 9))); // already in READY: dropped
+        assert!(mailbox.push(dispatch("CHANNEL_CREATE", 11))); // written, s = 5
+        assert!(mailbox.push(dispatch("VOICE_STATE_UPDATE", 12))); // the task's: queued
+        assert!(mailbox.push(dispatch("CHANNEL_UPDATE", 13))); // behind it: queued
+
+        // Then the client got exactly the one written, as a whole text frame with s = 5,
+        let expected = "{\"op\":0,\"t\":\"CHANNEL_CREATE\",\"s\":5,\"d\":{\"n\":11}}";
+        let mut frame = vec![0u8; 2 + expected.len()];
+        client.read_exact(&mut frame).await.unwrap();
+        assert_eq!(frame[0], 0x81);
+        assert_eq!(frame[1] as usize, expected.len());
+        assert_eq!(std::str::from_utf8(&frame[2..]).unwrap(), expected);
+        // the task gets the rest in order,
+        let next = || tokio::time::timeout(std::time::Duration::from_secs(1), mailbox.recv());
+        assert_eq!(next().await.expect("queued").unwrap().position, Some(12));
+        assert_eq!(next().await.expect("queued").unwrap().position, Some(13));
+        // and takes back the lane with s = 5 and the written dispatch kept for RESUME.
+        let lane = mailbox.reclaim().expect("lent");
+        assert_eq!(lane.seq, 5);
+        let kept: Vec<(u64, Option<u64>)> =
+            lane.sent.iter().map(|(s, d)| (*s, d.position)).collect();
+        assert_eq!(kept, vec![(5, Some(11))]);
+        assert!(mailbox.reclaim().is_none());
+        // Nothing else reached the socket.
+        let mut more = [0u8; 1];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_millis(50), client.read(&mut more));
+        assert!(read.await.is_err(), "an unexpected byte was written");
+    }
+
+    #[tokio::test]
+    async fn a_lane_is_not_lent_while_something_is_queued() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let out = Outbound::new(Arc::new(accepted.unwrap().0));
+        let mailbox = Mailbox::default();
+        assert!(mailbox.push(dispatch("CHANNEL_CREATE", 1)));
+        let lane = Lane {
+            out,
+            user_id: 1,
+            intents: u64::MAX,
+            since: 0,
+            seq: 0,
+            sent: Default::default(),
+        };
+        let back = mailbox
+            .lend(lane)
+            .expect_err("a queued dispatch goes first");
+        assert_eq!(back.seq, 0);
+    }
+}
