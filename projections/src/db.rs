@@ -90,6 +90,22 @@ impl ReadDb {
         })
     }
 
+    /// Begins a write transaction that the log can replay: one that moves a checkpoint
+    /// together with what it covers (the projection runner's, the publisher's). Losing
+    /// its commit in a crash loses both, and they are applied again from the log, so
+    /// PostgreSQL does not wait for the commit's WAL flush (`synchronous_commit = off`,
+    /// the counterpart of the SQLite read-model connections' `synchronous = NORMAL`). The
+    /// commit is visible to every session at once either way.
+    pub async fn begin_replayable(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.begin_write().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Every row of every live read-model table as text, sorted by primary key: for
     /// tests and diagnostics (`rebuild` must reproduce it exactly).
     pub async fn dump(&self) -> Result<Vec<(String, Vec<Vec<String>>)>> {

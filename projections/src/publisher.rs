@@ -88,7 +88,7 @@ pub(crate) async fn publish_batch(
     bus: &dyn Bus,
     until: u64,
 ) -> Result<u64> {
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_replayable().await?;
     let checkpoint = lock_checkpoint(&mut tx, db.dialect, PUBLISHER).await?;
     if checkpoint >= until {
         tx.rollback().await?;

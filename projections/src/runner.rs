@@ -131,7 +131,7 @@ pub(crate) async fn apply_batch(
     batch: &[RecordedEvent],
     plan: Option<Plan>,
 ) -> Result<BatchOutcome> {
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_replayable().await?;
     let checkpoint = lock_checkpoint(&mut tx, db.dialect, name).await?;
     let last = batch.last().map_or(after, |e| e.position);
     if checkpoint < after || checkpoint >= last {

@@ -23,6 +23,7 @@ on_both_backends!(
     expired_and_used_up_invites_are_not_found,
     status_reports_each_checkpoint_and_its_lag,
     moderation_reaches_the_read_models_the_bus_and_the_audit_log,
+    only_replayable_transactions_skip_the_commit_flush,
 );
 
 async fn start(e: &common::Env) -> Projections {
@@ -1076,4 +1077,38 @@ async fn moderation_reaches_the_read_models_the_bus_and_the_audit_log(backend: B
         ".id" => id(), ".user_id" => id(), ".target_id" => id(), ".options.id" => id(),
     });
     p.shutdown().await;
+}
+
+/// The runner's and the publisher's transactions do not wait for PostgreSQL's WAL flush
+/// (the log replays them); every other write transaction (a rebuild's swap) does. Both
+/// commit what they wrote.
+async fn only_replayable_transactions_skip_the_commit_flush(backend: Backend) {
+    let e = env(backend).await;
+    let mut tx = e.db.begin_replayable().await.unwrap();
+    if backend == Backend::Postgres {
+        assert_eq!(synchronous_commit(&mut tx).await, "off");
+    }
+    sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = 'read_models'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = e.db.begin_write().await.unwrap();
+    if backend == Backend::Postgres {
+        assert_eq!(
+            synchronous_commit(&mut tx).await,
+            "on",
+            "SET LOCAL must not outlive its transaction"
+        );
+    }
+    tx.rollback().await.unwrap();
+}
+
+async fn synchronous_commit(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> String {
+    use sqlx::Row;
+    sqlx::query("SHOW synchronous_commit")
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap()
+        .get::<String, _>(0)
 }
