@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bus::{subjects, Bus, Dedup, Envelope, Observation};
 
 use super::outbound::{Broken, Outbound};
-use super::socket::{frame_header, Kind};
+use super::socket::Kind;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -90,9 +90,8 @@ impl Lane {
         };
         let seq = self.seq + 1;
         let head = super::session::dispatch_head(&dispatch.name, seq);
-        let (header, used) = frame_header(Kind::Text, head.len() + data.len() + 1);
         self.out
-            .write(&[&header[..used], head.as_bytes(), data.as_bytes(), b"}"])?;
+            .write_frame(Kind::Text, &[head.as_bytes(), data.as_bytes(), b"}"])?;
         self.seq = seq;
         super::resume::remember(&mut self.sent, seq, dispatch.clone());
         Ok(true)
@@ -108,14 +107,11 @@ impl Mailbox {
     /// if the session is too far behind.
     fn push(&self, dispatch: Arc<Dispatch>) -> bool {
         let mut inner = self.inner();
+        // Queued instead when the lane leaves it to the task, or the connection broke
+        // (which the task then finds when it sends it).
         if inner.queue.is_empty() {
-            if let Some(lane) = inner.lane.as_mut() {
-                match lane.send(&dispatch) {
-                    Ok(true) => return true,
-                    Ok(false) => {}
-                    // The task finds the connection broken when it sends this.
-                    Err(Broken) => {}
-                }
+            if let Some(Ok(true)) = inner.lane.as_mut().map(|lane| lane.send(&dispatch)) {
+                return true;
             }
         }
         if inner.queue.len() >= SESSION_BUFFER {
@@ -589,24 +585,22 @@ mod tests {
         Arc::new(d)
     }
 
-    #[tokio::test]
-    async fn a_lane_writes_until_one_dispatch_is_queued_then_everything_queues_in_order() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
-        let out = Outbound::new(Arc::new(server));
-        let mailbox = Mailbox::default();
-        let lane = Lane {
-            out,
+    fn lane(server: tokio::net::TcpStream, since: u64, seq: u64) -> Lane {
+        Lane {
+            out: Outbound::new(Arc::new(server)),
             user_id: 1,
             intents: u64::MAX,
-            since: 10,
-            seq: 4,
+            since,
+            seq,
             sent: Default::default(),
-        };
-        assert!(mailbox.lend(lane).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lane_writes_until_one_dispatch_is_queued_then_everything_queues_in_order() {
+        let (server, mut client) = super::super::outbound::tests::pair().await;
+        let mailbox = Mailbox::default();
+        assert!(mailbox.lend(lane(server, 10, 4)).is_ok());
 
         // Given a lent lane, when dispatches come:
         assert!(mailbox.push(dispatch("CHANNEL_CREATE", 9))); // already in READY: dropped
@@ -641,23 +635,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lane_is_not_lent_while_something_is_queued() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (_client, accepted) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let out = Outbound::new(Arc::new(accepted.unwrap().0));
+        let (server, _client) = super::super::outbound::tests::pair().await;
         let mailbox = Mailbox::default();
         assert!(mailbox.push(dispatch("CHANNEL_CREATE", 1)));
-        let lane = Lane {
-            out,
-            user_id: 1,
-            intents: u64::MAX,
-            since: 0,
-            seq: 0,
-            sent: Default::default(),
-        };
         let back = mailbox
-            .lend(lane)
+            .lend(lane(server, 0, 0))
             .expect_err("a queued dispatch goes first");
         assert_eq!(back.seq, 0);
     }

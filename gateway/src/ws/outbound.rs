@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::socket::{frame_header, Kind};
+
 /// Most bytes queued for a client before its connection is given up as too slow.
 const MAX_PENDING: usize = 4 * 1024 * 1024;
 
@@ -57,19 +59,31 @@ impl Outbound {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes one frame, `parts` in order: written at once if the socket takes it,
-    /// otherwise (the rest of it) queued behind what is already waiting. Never blocks.
-    pub fn write(self: &Arc<Self>, parts: &[&[u8]]) -> Result<(), Broken> {
+    /// Takes one WebSocket data frame whose payload is `parts` in order (the frame's
+    /// header is put before them), as [`Outbound::write`] takes bytes.
+    pub fn write_frame(self: &Arc<Self>, kind: Kind, parts: &[&[u8]]) -> Result<(), Broken> {
+        let (header, used) = frame_header(kind, parts.iter().map(|p| p.len()).sum());
+        self.write_parts(&header[..used], parts)
+    }
+
+    /// Takes `bytes` whole: written at once if the socket takes them, otherwise (the
+    /// rest of them) queued behind what is already waiting. Never blocks.
+    pub fn write(self: &Arc<Self>, bytes: &[u8]) -> Result<(), Broken> {
+        self.write_parts(bytes, &[])
+    }
+
+    /// `first` then `rest`, taken whole (see [`Outbound::write`]).
+    fn write_parts(self: &Arc<Self>, first: &[u8], rest: &[&[u8]]) -> Result<(), Broken> {
+        let parts = || std::iter::once(first).chain(rest.iter().copied());
         let mut state = self.state();
         if state.broken {
             return Err(Broken);
         }
         let mut skip = 0usize;
         if state.pending.is_empty() {
-            let mut slices: Vec<IoSlice<'_>> = parts
-                .iter()
+            let mut slices: Vec<IoSlice<'_>> = parts()
                 .filter(|p| !p.is_empty())
-                .map(|p| IoSlice::new(p))
+                .map(IoSlice::new)
                 .collect();
             let mut slices = &mut slices[..];
             while !slices.is_empty() {
@@ -85,12 +99,12 @@ impl Outbound {
                 }
             }
         }
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let total: usize = parts().map(<[u8]>::len).sum();
         if skip == total {
             return Ok(());
         }
         // Queue what the socket did not take.
-        for part in parts {
+        for part in parts() {
             if skip >= part.len() {
                 skip -= part.len();
                 continue;
@@ -257,7 +271,7 @@ impl AsyncWrite for TcpConn {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.out.write(&[buf]) {
+        match self.out.write(buf) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
             Err(Broken) => Poll::Ready(Err(broken_pipe())),
         }
@@ -275,14 +289,14 @@ impl AsyncWrite for TcpConn {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A connected pair (server end, client end) with small kernel buffers, so that a
     /// client that does not read fills them quickly.
-    async fn pair() -> (TcpStream, TcpStream) {
+    pub(crate) async fn pair() -> (TcpStream, TcpStream) {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_send_buffer_size(16 * 1024).unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -313,11 +327,11 @@ mod tests {
             let (a, b) = f.split_at(f.len() / 3);
             // Half the frames from another task, as the hub writes while the session waits.
             if i % 2 == 0 {
-                out.write(&[a, b]).unwrap();
+                out.write_parts(a, &[b]).unwrap();
             } else {
                 let out = out.clone();
                 let (a, b) = (a.to_vec(), b.to_vec());
-                tokio::spawn(async move { out.write(&[&a, &b]).unwrap() })
+                tokio::spawn(async move { out.write_parts(&a, &[&b]).unwrap() })
                     .await
                     .unwrap();
             }
@@ -347,7 +361,7 @@ mod tests {
         let mut broke = false;
         // Enough to fill both ends' kernel buffers and the queue.
         for _ in 0..(2 * MAX_PENDING / chunk.len()) {
-            if out.write(&[&chunk]).is_err() {
+            if out.write(&chunk).is_err() {
                 broke = true;
                 break;
             }
@@ -358,7 +372,7 @@ mod tests {
             "a broken connection keeps nothing"
         );
         assert!(out.flushed().await.is_err());
-        assert!(out.write(&[b"more"]).is_err());
+        assert!(out.write(b"more").is_err());
     }
 
     #[tokio::test]

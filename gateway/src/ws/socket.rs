@@ -249,15 +249,12 @@ impl Socket {
     pub async fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), Broken> {
         // Whatever tungstenite has buffered (a pong) goes first, whole.
         self.ws.flush().await.map_err(|_| Broken)?;
+        if let Some(out) = &self.out {
+            out.write_frame(kind, parts)?;
+            return out.flushed().await;
+        }
         let len = parts.iter().map(|p| p.len()).sum();
         let (header, used) = frame_header(kind, len);
-        if let Some(out) = &self.out {
-            let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-            all.push(&header[..used]);
-            all.extend_from_slice(parts);
-            out.write(&all).map_err(|_| Broken)?;
-            return out.flushed().await.map_err(|_| Broken);
-        }
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() + 1);
         slices.push(IoSlice::new(&header[..used]));
         slices.extend(
