@@ -143,6 +143,10 @@ async def scenario():
     step("message", str(message.id))
 
     reply = await message.reply("pong")
+    # discord.py copies the member of the REST answer over its cached guild.me, so that
+    # member has to carry the bot's roles as MESSAGE_CREATE does.
+    if not message.guild.me.guild_permissions.manage_roles:
+        fail(f"the reply's member dropped the bot's roles: {reply.author!r}")
     step("reply", str(reply.id))
 
     guild = message.guild

@@ -4,6 +4,8 @@
 //!
 //! [`Projections::wait_for`]: crate::Projections::wait_for
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use domain::{ChannelId, GuildId, MessageId, UserId};
@@ -161,7 +163,7 @@ pub(crate) async fn render_channel(
 
 /// Channels rendered together (parents looked up among them).
 fn render_channels(rows: &[ChannelRow]) -> Vec<wire::Channel> {
-    let own: std::collections::HashMap<ChannelId, &str> = rows
+    let own: HashMap<ChannelId, &str> = rows
         .iter()
         .map(|r| (r.id, r.permission_overwrites.as_str()))
         .collect();
@@ -293,8 +295,7 @@ async fn member_page(
     .bind(after.map_or(0, id_param))
     .fetch_all(&mut *conn)
     .await?;
-    let mut roles: std::collections::HashMap<UserId, Vec<domain::RoleId>> =
-        std::collections::HashMap::new();
+    let mut roles: HashMap<UserId, Vec<domain::RoleId>> = HashMap::new();
     for r in &role_rows {
         roles
             .entry(rows::id(r, "user_id")?)
@@ -448,37 +449,41 @@ pub async fn guild_ids_of(db: &ReadDb, user_id: UserId) -> Result<Vec<GuildId>> 
 
 const MESSAGE_SELECT: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, \
      m.nonce, m.tts, m.created_at, m.edited_at, m.deleted_at, m.revision, \
-     u.username AS author_username, u.bot AS author_bot, u.created_at AS author_created_at, \
-     mb.joined_at AS member_joined_at, mb.nick AS member_nick \
+     u.username AS author_username, u.bot AS author_bot, u.created_at AS author_created_at \
      FROM messages m \
-     LEFT JOIN users u ON u.id = m.author_id \
-     LEFT JOIN members mb ON mb.guild_id = m.guild_id AND mb.user_id = m.author_id";
+     LEFT JOIN users u ON u.id = m.author_id";
 
-fn decode_joined_message(row: &AnyRow) -> Result<wire::Message> {
-    let m = MessageRow::decode(row)?;
-    let author = match rows::opt_text(row, "author_username")? {
-        Some(username) => UserRow {
-            id: m.author_id,
-            username,
-            bot: rows::opt_int(row, "author_bot")?.unwrap_or(0) != 0,
-            created_at: rows::opt_int(row, "author_created_at")?.unwrap_or(0),
-        },
-        None => render::unknown_user(&m),
-    };
-    let member = match (m.guild_id, rows::opt_int(row, "member_joined_at")?) {
-        (Some(guild_id), Some(joined_at)) => Some(MemberRow {
-            guild_id,
-            user_id: m.author_id,
-            joined_at,
-            nick: rows::opt_text(row, "member_nick")?,
-            communication_disabled_until: None,
-            mute: false,
-            deaf: false,
-            roles: Vec::new(),
-        }),
-        _ => None,
-    };
-    Ok(render::message(&m, &author, member.as_ref()))
+/// Renders messages read with [`MESSAGE_SELECT`], each with its author's member (roles,
+/// mute, deafen, time-out) exactly as MESSAGE_CREATE carries it: clients such as
+/// discord.py copy a message's `member` over their cached member, so a REST answer with
+/// less in it would make the cache forget what the gateway told it.
+async fn render_messages(conn: &mut AnyConnection, rows: &[AnyRow]) -> Result<Vec<wire::Message>> {
+    let mut members: HashMap<(GuildId, UserId), Option<MemberRow>> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let m = MessageRow::decode(row)?;
+        let author = match rows::opt_text(row, "author_username")? {
+            Some(username) => UserRow {
+                id: m.author_id,
+                username,
+                bot: rows::opt_int(row, "author_bot")?.unwrap_or(0) != 0,
+                created_at: rows::opt_int(row, "author_created_at")?.unwrap_or(0),
+            },
+            None => render::unknown_user(&m),
+        };
+        let member = match m.guild_id {
+            Some(g) => {
+                let key = (g, m.author_id);
+                if let Entry::Vacant(slot) = members.entry(key) {
+                    slot.insert(member_row(conn, g, m.author_id).await?);
+                }
+                members[&key].as_ref()
+            }
+            None => None,
+        };
+        out.push(render::message(&m, &author, member));
+    }
+    Ok(out)
 }
 
 async fn message_page(
@@ -505,7 +510,7 @@ async fn message_page(
         q = q.bind(id_param(a));
     }
     let rows = q.bind(i64::from(limit)).fetch_all(&mut *conn).await?;
-    rows.iter().map(decode_joined_message).collect()
+    render_messages(conn, &rows).await
 }
 
 /// A page of a channel's messages, newest first as Discord returns them. `limit` is
@@ -561,7 +566,7 @@ pub async fn message(
     .bind(id_param(id))
     .fetch_optional(&mut *conn)
     .await?;
-    row.as_ref().map(decode_joined_message).transpose()
+    Ok(render_messages(&mut conn, row.as_slice()).await?.pop())
 }
 
 fn now_ms() -> i64 {

@@ -847,6 +847,20 @@ async fn moderation_reaches_the_read_models_the_bus_and_the_audit_log(backend: B
     assert_eq!(carol.roles, vec![m.helpers]);
     let bob = queries::member(db, c.guild, c.bob).await.unwrap().unwrap();
     assert_eq!(bob.roles, vec![m.mods]);
+    // A message read over REST carries its author's whole member, roles included, as
+    // MESSAGE_CREATE does: discord.py copies a message's member over its cached one.
+    let hi = queries::message(db, c.general, c.messages[1])
+        .await
+        .unwrap()
+        .unwrap();
+    let hi_member = hi.member.as_ref().expect("bob is a member");
+    assert_eq!(hi_member.roles, vec![m.mods]);
+    assert_eq!(hi_member.nick, bob.nick);
+    let page = queries::messages(db, c.general, MessageAnchor::Latest, 50)
+        .await
+        .unwrap();
+    let listed = page.iter().find(|x| x.id == c.messages[1]).unwrap();
+    assert_eq!(listed.member, hi.member);
     assert!(queries::member(db, c.guild, m.dave)
         .await
         .unwrap()
