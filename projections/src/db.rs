@@ -96,14 +96,16 @@ impl ReadDb {
     /// PostgreSQL does not wait for the commit's WAL flush (`synchronous_commit = off`,
     /// the counterpart of the SQLite read-model connections' `synchronous = NORMAL`). The
     /// commit is visible to every session at once either way.
+    /// On PostgreSQL the `BEGIN` and the `SET LOCAL` go in one round trip.
     pub async fn begin_replayable(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = self.begin_write().await?;
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok(tx)
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.begin_write().await?,
+            Dialect::Postgres => {
+                self.pool
+                    .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .await?
+            }
+        })
     }
 
     /// Every row of every live read-model table as text, sorted by primary key: for

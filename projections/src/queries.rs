@@ -80,43 +80,35 @@ pub(crate) async fn channel_row(
     Ok(row.as_ref().map(ChannelRow::decode).transpose()?)
 }
 
+/// A member with its roles (never @everyone, by id); `None` if the user is not one.
 pub(crate) async fn member_row(
     conn: &mut AnyConnection,
     guild: GuildId,
     user: UserId,
 ) -> Result<Option<MemberRow>> {
-    let row = sqlx::query(&format!(
-        "SELECT {} FROM members WHERE guild_id = $1 AND user_id = $2",
+    // The member and its roles in one round trip: one row per role, or one row with a
+    // NULL role for a member without any.
+    let rows = sqlx::query(&format!(
+        "SELECT m.*, r.role_id FROM \
+         (SELECT {} FROM members WHERE guild_id = $1 AND user_id = $2) m \
+         LEFT JOIN member_roles r ON r.guild_id = m.guild_id AND r.user_id = m.user_id \
+         ORDER BY r.role_id",
         MemberRow::COLUMNS
     ))
     .bind(id_param(guild))
     .bind(id_param(user))
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(mut m) = row.as_ref().map(MemberRow::decode).transpose()? else {
-        return Ok(None);
-    };
-    m.roles = member_roles(conn, guild, user).await?;
-    Ok(Some(m))
-}
-
-/// A member's roles (never @everyone), by id.
-pub(crate) async fn member_roles(
-    conn: &mut AnyConnection,
-    guild: GuildId,
-    user: UserId,
-) -> Result<Vec<domain::RoleId>> {
-    let rows = sqlx::query(
-        "SELECT role_id FROM member_roles WHERE guild_id = $1 AND user_id = $2 ORDER BY role_id",
-    )
-    .bind(id_param(guild))
-    .bind(id_param(user))
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| rows::id(r, "role_id"))
-        .collect::<Result<_, _>>()?)
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut m = MemberRow::decode(first)?;
+    for r in &rows {
+        if let Some(role) = rows::opt_id(r, "role_id")? {
+            m.roles.push(role);
+        }
+    }
+    Ok(Some(m))
 }
 
 /// A guild's roles, lowest first (position, then id descending as Discord ranks ties).
