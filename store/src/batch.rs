@@ -12,14 +12,16 @@
 //!
 //! The decision rules are those of [`crate::memory::MemoryStore`], the reference.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
-    validate, AppendResult, ExpectedRevision, Position, Result, Revision, StoreError, StreamAppend,
+    validate, AppendResult, ExpectedRevision, Metadata, Position, RecordedEvent, Result, Revision,
+    StoreError, StreamAppend,
 };
 
 /// The most requests one group commit takes.
@@ -40,6 +42,9 @@ pub(crate) struct PreparedEvent {
     pub version: u16,
     pub data: String,
     pub metadata: String,
+    /// `data` and `metadata` as given, for [`Recent`] once the event is committed.
+    pub data_value: serde_json::Value,
+    pub metadata_value: Metadata,
 }
 
 /// One stream's part of a prepared append.
@@ -70,6 +75,8 @@ pub(crate) fn prepare(appends: Vec<StreamAppend>) -> Result<Vec<PreparedAppend>>
                         })?,
                         event_type: e.event_type,
                         version: e.version,
+                        data_value: e.data,
+                        metadata_value: e.metadata,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -100,6 +107,8 @@ pub(crate) struct Committed {
     pub head: Position,
     /// How many events the batch wrote.
     pub events: usize,
+    /// The events the batch wrote, in position order.
+    pub recorded: Vec<RecordedEvent>,
 }
 
 impl Request {
@@ -321,6 +330,30 @@ impl Decider {
     pub fn rows(&self) -> &[Row] {
         &self.rows
     }
+
+    /// What the batch committed: its outcomes, the new head and the events written.
+    pub fn committed(self, outcomes: Vec<Outcome>) -> Committed {
+        let recorded: Vec<RecordedEvent> = self
+            .rows
+            .into_iter()
+            .map(|row| RecordedEvent {
+                stream_id: row.stream_id,
+                revision: row.revision,
+                position: row.position,
+                event_id: row.event.event_id,
+                event_type: row.event.event_type,
+                version: row.event.version,
+                data: row.event.data_value,
+                metadata: row.event.metadata_value,
+            })
+            .collect();
+        Committed {
+            outcomes,
+            head: self.head,
+            events: recorded.len(),
+            recorded,
+        }
+    }
 }
 
 /// Decides every request of a batch; returns each request's outcome.
@@ -415,6 +448,68 @@ impl Head {
     pub fn subscribe(&self) -> watch::Receiver<Position> {
         self.0.subscribe()
     }
+
+    /// The head as far as this process knows.
+    pub fn get(&self) -> Position {
+        *self.0.borrow()
+    }
+}
+
+/// The events this process committed last, so that reading the tail of the log (the
+/// projection runner's and the publisher's subscriptions, right after a commit) need not
+/// go to the database. It holds one run of consecutive positions, at most [`Recent::CAP`]
+/// events; a commit that does not continue the run (another process committed in
+/// between) starts a new one.
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    events: Mutex<VecDeque<RecordedEvent>>,
+}
+
+impl Recent {
+    /// Most events kept.
+    pub const CAP: usize = 1024;
+
+    fn events(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedEvent>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the events a commit wrote (consecutive positions, in order).
+    pub fn record(&self, committed: Vec<RecordedEvent>) {
+        let Some(first) = committed.first().map(|e| e.position) else {
+            return;
+        };
+        let mut events = self.events();
+        if events.back().is_some_and(|e| e.position + 1 != first) {
+            events.clear();
+        }
+        events.extend(committed);
+        let excess = events.len().saturating_sub(Self::CAP);
+        events.drain(..excess);
+    }
+
+    /// What `read_all(after, limit)` returns, if the kept run holds all of it up to
+    /// `head` (the head as far as this process knows); `None` sends the reader to the
+    /// database.
+    pub fn read(
+        &self,
+        after: Position,
+        limit: usize,
+        head: Position,
+    ) -> Option<Vec<RecordedEvent>> {
+        let want = head.min(after.saturating_add(limit as u64));
+        if want <= after {
+            return None;
+        }
+        let events = self.events();
+        let first = events.front()?.position;
+        let last = events.back()?.position;
+        if first > after + 1 || last < want {
+            return None;
+        }
+        let skip = usize::try_from(after + 1 - first).ok()?;
+        let take = usize::try_from(want - after).ok()?;
+        Some(events.iter().skip(skip).take(take).cloned().collect())
+    }
 }
 
 /// Aborts a store's background tasks (head polling, LISTEN) when the last handle to the
@@ -441,7 +536,74 @@ mod tests {
             version: 1,
             data: "{}".into(),
             metadata: "{}".into(),
+            data_value: serde_json::json!({}),
+            metadata_value: Metadata::system("test"),
         }
+    }
+
+    /// Committed events at `positions`.
+    fn recorded(positions: std::ops::RangeInclusive<Position>) -> Vec<RecordedEvent> {
+        positions
+            .map(|p| RecordedEvent {
+                stream_id: "s".into(),
+                revision: p,
+                position: p,
+                event_id: Uuid::new_v4(),
+                event_type: "Test".into(),
+                version: 1,
+                data: serde_json::json!({ "p": p }),
+                metadata: Metadata::system("test"),
+            })
+            .collect()
+    }
+
+    fn read(
+        recent: &Recent,
+        after: Position,
+        limit: usize,
+        head: Position,
+    ) -> Option<Vec<Position>> {
+        recent
+            .read(after, limit, head)
+            .map(|events| events.iter().map(|e| e.position).collect())
+    }
+
+    #[test]
+    fn recent_serves_a_read_only_when_it_holds_all_of_it() {
+        let recent = Recent::default();
+        assert_eq!(read(&recent, 0, 10, 0), None, "nothing kept");
+        recent.record(recorded(3..=5));
+        recent.record(recorded(6..=8));
+        assert_eq!(read(&recent, 2, 10, 8), Some(vec![3, 4, 5, 6, 7, 8]));
+        assert_eq!(read(&recent, 4, 2, 8), Some(vec![5, 6]), "at most limit");
+        assert_eq!(
+            read(&recent, 5, 10, 7),
+            Some(vec![6, 7]),
+            "up to the known head"
+        );
+        assert_eq!(read(&recent, 1, 10, 8), None, "position 2 is not kept");
+        assert_eq!(read(&recent, 6, 10, 9), None, "another process wrote 9");
+        assert_eq!(read(&recent, 8, 10, 8), None, "nothing after the head");
+        assert_eq!(read(&recent, 4, 0, 8), None, "limit 0 goes to the database");
+        let events = recent.read(6, 1, 8).unwrap();
+        assert_eq!(events[0].data, serde_json::json!({ "p": 7 }));
+    }
+
+    #[test]
+    fn recent_starts_a_new_run_after_a_gap_and_keeps_at_most_its_cap() {
+        let recent = Recent::default();
+        recent.record(recorded(1..=3));
+        // Another process committed 4.
+        recent.record(recorded(5..=6));
+        assert_eq!(read(&recent, 0, 10, 6), None);
+        assert_eq!(read(&recent, 4, 10, 6), Some(vec![5, 6]));
+        let last = 6 + Recent::CAP as Position + 5;
+        recent.record(recorded(7..=last));
+        assert_eq!(read(&recent, 10, 1, last), None, "the oldest went");
+        assert_eq!(
+            read(&recent, last - 2, 10, last),
+            Some(vec![last - 1, last])
+        );
     }
 
     fn part(stream: &str, expected: ExpectedRevision, ids: &[Uuid]) -> PreparedAppend {

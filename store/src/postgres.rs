@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::batch::{
     self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Counters, Decider,
-    Head, KnownEvent, PreparedAppend, Request, Row,
+    Head, KnownEvent, PreparedAppend, Recent, Request, Row,
 };
 use crate::{
     AppendResult, Direction, EventStore, GroupCommitStats, Metadata, NewEvent, Position,
@@ -82,6 +82,7 @@ pub struct PostgresStore {
     pool: PgPool,
     requests: mpsc::Sender<Request>,
     head: Arc<Head>,
+    recent: Arc<Recent>,
     counters: Arc<Counters>,
     _tasks: Arc<AbortOnDrop>,
 }
@@ -119,12 +120,14 @@ impl PostgresStore {
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         let head = Arc::new(Head::new(load_head(&pool).await?));
+        let recent = Arc::new(Recent::default());
         let counters = Arc::new(Counters::default());
         let (requests, queue) = mpsc::channel(batch::QUEUE_DEPTH);
         tokio::spawn(run_appender(
             pool.clone(),
             queue,
             head.clone(),
+            recent.clone(),
             counters.clone(),
         ));
         let listen = tokio::spawn(listen(listener, pool.clone(), head.clone()));
@@ -132,6 +135,7 @@ impl PostgresStore {
             pool,
             requests,
             head,
+            recent,
             counters,
             _tasks: Arc::new(AbortOnDrop(vec![listen])),
         })
@@ -191,6 +195,7 @@ async fn run_appender(
     pool: PgPool,
     mut queue: mpsc::Receiver<Request>,
     head: Arc<Head>,
+    recent: Arc<Recent>,
     counters: Arc<Counters>,
 ) {
     // The appender keeps one connection for itself (taking one from the pool per batch
@@ -210,9 +215,11 @@ async fn run_appender(
         }
         let (appends, replies) = batch::split(batch);
         let outcome = match write_batch(&pool, &mut conn, appends).await {
-            Ok(committed) => {
-                head.advance(committed.head);
+            Ok(mut committed) => {
                 counters.record(&committed);
+                // Kept before the head moves, so that woken readers find them.
+                recent.record(std::mem::take(&mut committed.recorded));
+                head.advance(committed.head);
                 Ok(committed.outcomes)
             }
             Err(e) => {
@@ -249,15 +256,12 @@ async fn write_batch(
             outcomes,
             head,
             events: 0,
+            recorded: Vec::new(),
         });
     }
     insert_and_notify(&mut tx, decider.rows(), decider.head()).await?;
     tx.commit().await?;
-    Ok(Committed {
-        outcomes,
-        head: decider.head(),
-        events: decider.rows().len(),
-    })
+    Ok(decider.committed(outcomes))
 }
 
 /// What the appender must know about the log before deciding a batch.
@@ -530,6 +534,9 @@ impl EventStore for PostgresStore {
 
     #[tracing::instrument(skip(self))]
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+        if let Some(events) = self.recent.read(after, limit, self.head.get()) {
+            return Ok(events);
+        }
         let rows = sqlx::query(concat!(
             "SELECT ",
             columns!(),

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::batch::{
     self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Counters, Decider,
-    Head, KnownEvent, PreparedAppend, Request, Row,
+    Head, KnownEvent, PreparedAppend, Recent, Request, Row,
 };
 use crate::{
     AppendResult, Direction, EventStore, GroupCommitStats, Metadata, Position, RecordedEvent,
@@ -54,6 +54,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     requests: mpsc::Sender<Request>,
     head: Arc<Head>,
+    recent: Arc<Recent>,
     counters: Arc<Counters>,
     _tasks: Arc<AbortOnDrop>,
 }
@@ -106,12 +107,14 @@ impl SqliteStore {
         }
         crate::migrations::migrate_sqlite(&pool).await?;
         let head = Arc::new(Head::new(load_head(&pool).await?));
+        let recent = Arc::new(Recent::default());
         let counters = Arc::new(Counters::default());
         let (requests, queue) = mpsc::channel(batch::QUEUE_DEPTH);
         tokio::spawn(run_appender(
             pool.clone(),
             queue,
             head.clone(),
+            recent.clone(),
             counters.clone(),
         ));
         let poller = tokio::spawn(poll_head(pool.clone(), head.clone()));
@@ -119,6 +122,7 @@ impl SqliteStore {
             pool,
             requests,
             head,
+            recent,
             counters,
             _tasks: Arc::new(AbortOnDrop(vec![poller])),
         })
@@ -140,6 +144,7 @@ async fn run_appender(
     pool: SqlitePool,
     mut queue: mpsc::Receiver<Request>,
     head: Arc<Head>,
+    recent: Arc<Recent>,
     counters: Arc<Counters>,
 ) {
     // The appender keeps one connection for itself (taking one from the pool per batch
@@ -148,9 +153,11 @@ async fn run_appender(
     while let Some(batch) = next_batch(&mut queue).await {
         let (appends, replies) = batch::split(batch);
         let outcome = match write_batch(&pool, &mut conn, appends).await {
-            Ok(committed) => {
-                head.advance(committed.head);
+            Ok(mut committed) => {
                 counters.record(&committed);
+                // Kept before the head moves, so that woken readers find them.
+                recent.record(std::mem::take(&mut committed.recorded));
+                head.advance(committed.head);
                 Ok(committed.outcomes)
             }
             Err(e) => {
@@ -189,17 +196,14 @@ async fn write_batch(
             outcomes,
             head,
             events: 0,
+            recorded: Vec::new(),
         });
     }
     for chunk in decider.rows().chunks(INSERT_CHUNK) {
         insert_rows(&mut tx, chunk).await?;
     }
     tx.commit().await?;
-    Ok(Committed {
-        outcomes,
-        head: decider.head(),
-        events: decider.rows().len(),
-    })
+    Ok(decider.committed(outcomes))
 }
 
 fn to_json_array<T: serde::Serialize>(items: &[T]) -> Result<String, sqlx::Error> {
@@ -414,6 +418,9 @@ impl EventStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+        if let Some(events) = self.recent.read(after, limit, self.head.get()) {
+            return Ok(events);
+        }
         let rows = sqlx::query(concat!(
             "SELECT ",
             columns!(),
