@@ -1,9 +1,10 @@
 //! [`ReadDb`]: the read-model database, and the checkpoint rows every batch locks.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Connection as _};
 use sqlx::{AnyPool, Row as _};
 
 use crate::schema::{Table, CHECKPOINTS};
@@ -98,14 +99,15 @@ impl ReadDb {
     /// commit is visible to every session at once either way.
     /// On PostgreSQL the `BEGIN` and the `SET LOCAL` go in one round trip.
     pub async fn begin_replayable(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.dialect {
-            Dialect::Sqlite => self.begin_write().await?,
-            Dialect::Postgres => {
-                self.pool
-                    .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-                    .await?
-            }
-        })
+        Ok(self.pool.begin_with(self.replayable_begin()).await?)
+    }
+
+    /// The statement that begins a replayable transaction.
+    fn replayable_begin(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN; SET LOCAL synchronous_commit = off",
+        }
     }
 
     /// Every row of every live read-model table as text, sorted by primary key: for
@@ -212,6 +214,54 @@ pub(crate) async fn read_checkpoint(conn: &mut AnyConnection, name: &str) -> Res
         Some(row) => to_u64(row.try_get::<i64, _>(0)?),
         None => 0,
     })
+}
+
+/// How long a kept connection may sit idle before it is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// A connection that a long-running task (the projection runner, the publisher) keeps
+/// between its transactions. sqlx pings a connection when it leaves the pool and again
+/// when it goes back, a round trip each on PostgreSQL and a hop to a worker thread on
+/// SQLite, and one message goes through two such transactions on its way to the gateway.
+/// A kept connection is pinged only after it sat idle for [`PING_AFTER_IDLE`]; after an
+/// error the task [`reset`](Self::reset)s it, so the next transaction starts on a fresh
+/// one from the pool.
+#[derive(Debug, Default)]
+pub(crate) struct HeldConnection {
+    conn: Option<PoolConnection<Any>>,
+    last_used: Option<Instant>,
+}
+
+impl HeldConnection {
+    /// Begins a replayable transaction ([`ReadDb::begin_replayable`]) on the kept
+    /// connection, taking one from the pool first if there is none.
+    pub async fn begin_replayable<'c>(
+        &'c mut self,
+        db: &ReadDb,
+    ) -> Result<sqlx::Transaction<'c, Any>> {
+        let idle = self
+            .last_used
+            .is_some_and(|t| t.elapsed() > PING_AFTER_IDLE);
+        if idle {
+            if let Some(conn) = self.conn.as_mut() {
+                if conn.ping().await.is_err() {
+                    self.conn = None;
+                }
+            }
+        }
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => db.pool.acquire().await?,
+        };
+        self.last_used = Some(Instant::now());
+        let conn = self.conn.insert(conn);
+        Ok(conn.begin_with(db.replayable_begin()).await?)
+    }
+
+    /// Gives the connection back (after an error: it may be broken).
+    pub fn reset(&mut self) {
+        self.conn = None;
+    }
 }
 
 /// Inside a transaction from [`ReadDb::begin_write`]: locks checkpoint `name` against

@@ -21,7 +21,7 @@ use sqlx::AnyConnection;
 use store::{DynStore, RecordedEvent};
 use tokio::sync::watch;
 
-use crate::db::{lock_checkpoint, set_checkpoint, to_i64};
+use crate::db::{lock_checkpoint, set_checkpoint, to_i64, HeldConnection};
 use crate::queries;
 use crate::render;
 use crate::rows::{MessageRow, UserRow};
@@ -48,6 +48,7 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut known = 0u64;
+    let mut conn = HeldConnection::default();
     loop {
         let target = *projected.borrow_and_update();
         if target <= known {
@@ -63,12 +64,13 @@ pub(crate) async fn run(
             continue;
         }
         let step = tokio::select! {
-            r = publish_batch(&store, &db, bus.as_ref(), target) => r,
+            r = publish_batch(&store, &db, &mut conn, bus.as_ref(), target) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         match step {
             Ok(position) => known = position,
             Err(e) => {
+                conn.reset();
                 tracing::warn!(error = %e, "publisher failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY) => {}
@@ -81,14 +83,15 @@ pub(crate) async fn run(
 
 /// Publishes the next batch of events up to `until` (a position the read models include)
 /// and returns the publisher checkpoint afterwards.
-#[tracing::instrument(skip(store, db, bus))]
+#[tracing::instrument(skip(store, db, conn, bus))]
 pub(crate) async fn publish_batch(
     store: &DynStore,
     db: &ReadDb,
+    conn: &mut HeldConnection,
     bus: &dyn Bus,
     until: u64,
 ) -> Result<u64> {
-    let mut tx = db.begin_replayable().await?;
+    let mut tx = conn.begin_replayable(db).await?;
     let checkpoint = lock_checkpoint(&mut tx, db.dialect, PUBLISHER).await?;
     if checkpoint >= until {
         tx.rollback().await?;
@@ -110,6 +113,9 @@ pub(crate) async fn publish_batch(
             bus.publish(&out.subject, bytes).await?;
         }
     }
+    // The publishes woke the bus's writer (NATS: the connection's task); let it send
+    // before this task's next round trip instead of after.
+    tokio::task::yield_now().await;
     set_checkpoint(&mut tx, PUBLISHER, last).await?;
     tx.commit().await?;
     Ok(last)

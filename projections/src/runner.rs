@@ -7,7 +7,7 @@ use store::{DynStore, RecordedEvent, StoreError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::db::{self, lock_checkpoint, set_checkpoint, ReadDb};
+use crate::db::{self, lock_checkpoint, set_checkpoint, HeldConnection, ReadDb};
 use crate::writer::{Plan, Target};
 use crate::{publisher, Result, READ_MODELS};
 
@@ -122,16 +122,17 @@ pub(crate) struct BatchOutcome {
 /// checkpoint are skipped (another process applied them). If the checkpoint is below
 /// `after`, nothing is applied: the caller must re-read from the checkpoint. `plan` is
 /// `batch`'s plan made in advance; it is used when every event is to be applied.
-#[tracing::instrument(skip(db, batch, plan, target), fields(events = batch.len()))]
+#[tracing::instrument(skip(db, conn, batch, plan, target), fields(events = batch.len()))]
 pub(crate) async fn apply_batch(
     db: &ReadDb,
+    conn: &mut HeldConnection,
     name: &str,
     target: &Target,
     after: u64,
     batch: &[RecordedEvent],
     plan: Option<Plan>,
 ) -> Result<BatchOutcome> {
-    let mut tx = db.begin_replayable().await?;
+    let mut tx = conn.begin_replayable(db).await?;
     let checkpoint = lock_checkpoint(&mut tx, db.dialect, name).await?;
     let last = batch.last().map_or(after, |e| e.position);
     if checkpoint < after || checkpoint >= last {
@@ -189,11 +190,22 @@ async fn project(store: &DynStore, db: &ReadDb, position: &watch::Sender<u64>) -
     };
     advance(position, after);
     let target = Target::live();
+    // Dropped with the rest when a batch fails: the retry takes a fresh connection.
+    let mut conn = HeldConnection::default();
     let mut tail = Tail::start(store.clone(), after, MAX_BATCH);
     loop {
         let Prepared { events, plan } = tail.next().await?;
         let last = events.last().map_or(after, |e| e.position);
-        let outcome = apply_batch(db, READ_MODELS, &target, after, &events, Some(plan)).await?;
+        let outcome = apply_batch(
+            db,
+            &mut conn,
+            READ_MODELS,
+            &target,
+            after,
+            &events,
+            Some(plan),
+        )
+        .await?;
         if outcome.checkpoint != last {
             // Another process moved the checkpoint (past this batch, or back for a
             // reason of its own): continue from where the database says.
