@@ -18,6 +18,8 @@ pub struct Subscription {
     after: Position,
     buffer: std::collections::VecDeque<RecordedEvent>,
     head: tokio::sync::watch::Receiver<Position>,
+    /// The last wait for a wake-up ran out: read the log even if the head did not move.
+    poll_due: bool,
 }
 
 impl Subscription {
@@ -55,11 +57,21 @@ impl Subscription {
     async fn fill(&mut self) -> Result<()> {
         // Mark the current head as seen before reading, so a commit that lands while we
         // read is not missed.
-        self.head.borrow_and_update();
-        let page = self.store.read_all(self.after, PAGE).await?;
-        if page.is_empty() {
-            let _ = tokio::time::timeout(POLL, self.head.changed()).await;
+        let head = *self.head.borrow_and_update();
+        // Caught up with every commit this process knows of (its own, and others' it was
+        // told of): wait for the next one instead of asking the log for nothing. The poll
+        // still reads the log, in case a wake-up from another process was lost.
+        let page = if self.after >= head && !self.poll_due {
+            Vec::new()
         } else {
+            self.store.read_all(self.after, PAGE).await?
+        };
+        if page.is_empty() {
+            self.poll_due = tokio::time::timeout(POLL, self.head.changed())
+                .await
+                .is_err();
+        } else {
+            self.poll_due = false;
             self.buffer.extend(page);
         }
         Ok(())
@@ -82,5 +94,6 @@ pub fn subscribe_all(store: DynStore, after: Position) -> Subscription {
         after,
         buffer: Default::default(),
         head,
+        poll_due: false,
     }
 }
