@@ -91,23 +91,23 @@ impl ReadDb {
         })
     }
 
-    /// Begins a write transaction that the log can replay: one that moves a checkpoint
-    /// together with what it covers (the projection runner's, the publisher's). Losing
-    /// its commit in a crash loses both, and they are applied again from the log, so
-    /// PostgreSQL does not wait for the commit's WAL flush (`synchronous_commit = off`,
-    /// the counterpart of the SQLite read-model connections' `synchronous = NORMAL`). The
-    /// commit is visible to every session at once either way.
-    /// On PostgreSQL the `BEGIN` and the `SET LOCAL` go in one round trip.
-    pub async fn begin_replayable(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(self.pool.begin_with(self.replayable_begin()).await?)
-    }
-
-    /// The statement that begins a replayable transaction.
-    fn replayable_begin(&self) -> &'static str {
-        match self.dialect {
+    /// Begins on `conn` a write transaction that the log can replay: one that moves a
+    /// checkpoint together with what it covers (the projection runner's, the
+    /// publisher's, on the connection each keeps: [`HeldConnection`]). Losing its commit
+    /// in a crash loses both, and they are applied again from the log, so PostgreSQL does
+    /// not wait for the commit's WAL flush (`synchronous_commit = off`, the counterpart of
+    /// the SQLite read-model connections' `synchronous = NORMAL`), set with the `BEGIN` in
+    /// one round trip. The commit is visible to every session at once either way. SQLite:
+    /// `BEGIN IMMEDIATE`, as [`ReadDb::begin_write`].
+    pub async fn begin_replayable<'c>(
+        &self,
+        conn: &'c mut AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, Any>> {
+        let begin = match self.dialect {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres => "BEGIN; SET LOCAL synchronous_commit = off",
-        }
+        };
+        Ok(conn.begin_with(begin).await?)
     }
 
     /// Every row of every live read-model table as text, sorted by primary key: for
@@ -228,8 +228,8 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// one from the pool.
 #[derive(Debug, Default)]
 pub(crate) struct HeldConnection {
-    conn: Option<PoolConnection<Any>>,
-    last_used: Option<Instant>,
+    /// The connection and when it was last used.
+    conn: Option<(PoolConnection<Any>, Instant)>,
 }
 
 impl HeldConnection {
@@ -239,23 +239,17 @@ impl HeldConnection {
         &'c mut self,
         db: &ReadDb,
     ) -> Result<sqlx::Transaction<'c, Any>> {
-        let idle = self
-            .last_used
-            .is_some_and(|t| t.elapsed() > PING_AFTER_IDLE);
-        if idle {
-            if let Some(conn) = self.conn.as_mut() {
-                if conn.ping().await.is_err() {
-                    self.conn = None;
-                }
+        if let Some((conn, used)) = self.conn.as_mut() {
+            if used.elapsed() > PING_AFTER_IDLE && conn.ping().await.is_err() {
+                self.conn = None;
             }
         }
         let conn = match self.conn.take() {
-            Some(conn) => conn,
+            Some((conn, _)) => conn,
             None => db.pool.acquire().await?,
         };
-        self.last_used = Some(Instant::now());
-        let conn = self.conn.insert(conn);
-        Ok(conn.begin_with(db.replayable_begin()).await?)
+        let (conn, _) = self.conn.insert((conn, Instant::now()));
+        db.begin_replayable(conn).await
     }
 
     /// Gives the connection back (after an error: it may be broken).

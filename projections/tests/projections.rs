@@ -1098,7 +1098,8 @@ async fn moderation_reaches_the_read_models_the_bus_and_the_audit_log(backend: B
 /// commit what they wrote.
 async fn only_replayable_transactions_skip_the_commit_flush(backend: Backend) {
     let e = env(backend).await;
-    let mut tx = e.db.begin_replayable().await.unwrap();
+    let mut conn = e.db.pool.acquire().await.unwrap();
+    let mut tx = e.db.begin_replayable(&mut conn).await.unwrap();
     if backend == Backend::Postgres {
         assert_eq!(synchronous_commit(&mut tx).await, "off");
     }
@@ -1107,6 +1108,7 @@ async fn only_replayable_transactions_skip_the_commit_flush(backend: Backend) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    drop(conn);
     let mut tx = e.db.begin_write().await.unwrap();
     if backend == Backend::Postgres {
         assert_eq!(
@@ -1118,7 +1120,7 @@ async fn only_replayable_transactions_skip_the_commit_flush(backend: Backend) {
     tx.rollback().await.unwrap();
 }
 
-async fn synchronous_commit(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> String {
+async fn synchronous_commit(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> String {
     use sqlx::Row;
     sqlx::query("SHOW synchronous_commit")
         .fetch_one(&mut **tx)

@@ -105,10 +105,20 @@ pub(crate) struct Request {
 pub(crate) struct Committed {
     pub outcomes: Vec<Outcome>,
     pub head: Position,
-    /// How many events the batch wrote.
-    pub events: usize,
     /// The events the batch wrote, in position order.
     pub recorded: Vec<RecordedEvent>,
+}
+
+impl Committed {
+    /// Makes the commit known in this process and returns its requests' outcomes: counted,
+    /// its events kept for readers ([`Recent`]) and then the head moved, so that the
+    /// readers the head wakes find them.
+    pub fn announce(self, head: &Head, recent: &Recent, counters: &Counters) -> Vec<Outcome> {
+        counters.record(&self);
+        recent.record(self.recorded);
+        head.advance(self.head);
+        self.outcomes
+    }
 }
 
 impl Request {
@@ -350,7 +360,6 @@ impl Decider {
         Committed {
             outcomes,
             head: self.head,
-            events: recorded.len(),
             recorded,
         }
     }
@@ -406,13 +415,13 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub fn record(&self, committed: &Committed) {
-        if committed.events > 0 {
+        let events = committed.recorded.len();
+        if events > 0 {
             self.commits.fetch_add(1, Ordering::Relaxed);
         }
         self.requests
             .fetch_add(committed.outcomes.len() as u64, Ordering::Relaxed);
-        self.events
-            .fetch_add(committed.events as u64, Ordering::Relaxed);
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> GroupCommitStats {

@@ -215,13 +215,7 @@ async fn run_appender(
         }
         let (appends, replies) = batch::split(batch);
         let outcome = match write_batch(&pool, &mut conn, appends).await {
-            Ok(mut committed) => {
-                counters.record(&committed);
-                // Kept before the head moves, so that woken readers find them.
-                recent.record(std::mem::take(&mut committed.recorded));
-                head.advance(committed.head);
-                Ok(committed.outcomes)
-            }
+            Ok(committed) => Ok(committed.announce(&head, &recent, &counters)),
             Err(e) => {
                 conn = None;
                 tracing::error!(error = %e, "postgres group commit failed");
@@ -247,17 +241,11 @@ async fn write_batch(
     };
     let mut tx = conn.begin_with(BEGIN_APPEND).await?;
     let state = select_state(&mut tx, &streams, &ids).await?;
-    let head = state.head;
     let mut decider = Decider::new(state.head, state.revisions, state.known);
     let outcomes = decide_all(&mut decider, batch);
     if decider.rows().is_empty() {
         tx.rollback().await?;
-        return Ok(Committed {
-            outcomes,
-            head,
-            events: 0,
-            recorded: Vec::new(),
-        });
+        return Ok(decider.committed(outcomes));
     }
     insert_and_notify(&mut tx, decider.rows(), decider.head()).await?;
     tx.commit().await?;

@@ -153,13 +153,7 @@ async fn run_appender(
     while let Some(batch) = next_batch(&mut queue).await {
         let (appends, replies) = batch::split(batch);
         let outcome = match write_batch(&pool, &mut conn, appends).await {
-            Ok(mut committed) => {
-                counters.record(&committed);
-                // Kept before the head moves, so that woken readers find them.
-                recent.record(std::mem::take(&mut committed.recorded));
-                head.advance(committed.head);
-                Ok(committed.outcomes)
-            }
+            Ok(committed) => Ok(committed.announce(&head, &recent, &counters)),
             Err(e) => {
                 conn = None;
                 tracing::error!(error = %e, "sqlite group commit failed");
@@ -192,12 +186,7 @@ async fn write_batch(
     let outcomes = decide_all(&mut decider, batch);
     if decider.rows().is_empty() {
         tx.rollback().await?;
-        return Ok(Committed {
-            outcomes,
-            head,
-            events: 0,
-            recorded: Vec::new(),
-        });
+        return Ok(decider.committed(outcomes));
     }
     for chunk in decider.rows().chunks(INSERT_CHUNK) {
         insert_rows(&mut tx, chunk).await?;

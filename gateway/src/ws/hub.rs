@@ -29,6 +29,15 @@ pub struct Dispatch {
     pub(crate) meta: super::intents::Meta,
 }
 
+impl Dispatch {
+    /// Whether a session whose READY and GUILD_CREATEs were read at log position `since`
+    /// already reflects it (the publisher tails the log on its own and may announce an
+    /// event after the session identified); such a dispatch is not sent.
+    pub(crate) fn known_at(&self, since: u64) -> bool {
+        self.position.is_some_and(|p| p <= since)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Topic {
     Guild(u64),
@@ -78,7 +87,7 @@ impl Lane {
     /// Sends `dispatch` as the session's task would (`Connection::deliver`); false when
     /// the task must handle it itself.
     fn send(&mut self, dispatch: &Arc<Dispatch>) -> Result<bool, Broken> {
-        if dispatch.position.is_some_and(|p| p <= self.since) {
+        if dispatch.known_at(self.since) {
             return Ok(true);
         }
         // May have to be followed by a VOICE_SERVER_UPDATE (voice.rs).

@@ -298,9 +298,7 @@ impl Connection {
     /// Sends a dispatch to the session if its intents include it, with the next `s`,
     /// and keeps it for replay.
     async fn deliver(&mut self, session: &mut Session, dispatch: Arc<Dispatch>) -> Result<(), End> {
-        // An event the session's READY and GUILD_CREATEs already reflect: the publisher
-        // tails the log on its own and may announce it after the session identified.
-        if dispatch.position.is_some_and(|p| p <= session.since) {
+        if dispatch.known_at(session.since) {
             return Ok(());
         }
         // A VOICE_STATE_UPDATE that moved this session's voice state (a moderator's move)
