@@ -194,13 +194,24 @@ pub(crate) struct KnownEvent {
     pub position: Position,
 }
 
-/// A row to insert into `events`.
+/// Where the decider put one event of a batch: its position and revision, and which event
+/// of the batch it is (request, part, event), so the decider never needs to own events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    position: Position,
+    revision: Revision,
+    request: usize,
+    part: usize,
+    event: usize,
+}
+
+/// A row to insert into `events`: one placed event of a batch.
 #[derive(Debug)]
-pub(crate) struct Row {
+pub(crate) struct Row<'a> {
     pub position: Position,
-    pub stream_id: String,
+    pub stream_id: &'a str,
     pub revision: Revision,
-    pub event: PreparedEvent,
+    pub event: &'a PreparedEvent,
 }
 
 /// Decides the requests of one batch in order, in memory, against the state loaded in
@@ -210,7 +221,7 @@ pub(crate) struct Decider {
     head: Position,
     revisions: HashMap<String, Revision>,
     known: HashMap<Uuid, KnownEvent>,
-    rows: Vec<Row>,
+    placed: Vec<Placement>,
 }
 
 impl Decider {
@@ -225,7 +236,7 @@ impl Decider {
             head,
             revisions,
             known,
-            rows: Vec::new(),
+            placed: Vec::new(),
         }
     }
 
@@ -266,12 +277,17 @@ impl Decider {
         }))
     }
 
-    /// Decides one request: either every part is accepted (its rows are queued for
-    /// insertion and the state advances) or nothing changes and the error is returned.
-    pub fn decide(&mut self, appends: Vec<PreparedAppend>) -> Result<Vec<AppendResult>> {
+    /// Decides request number `request` of the batch: either every part is accepted (its
+    /// events are placed for insertion and the state advances) or nothing changes and the
+    /// error is returned.
+    pub fn decide(
+        &mut self,
+        request: usize,
+        appends: &[PreparedAppend],
+    ) -> Result<Vec<AppendResult>> {
         // Phase 1: check, changing nothing.
         let mut retries = Vec::with_capacity(appends.len());
-        for part in &appends {
+        for part in appends {
             let existing = self.existing_result(part)?;
             if existing.is_none() {
                 let actual = self.revision(&part.stream_id);
@@ -298,13 +314,13 @@ impl Decider {
         }
         // Phase 2: write (into the batch), which cannot fail.
         let mut results = Vec::with_capacity(appends.len());
-        for (part, existing) in appends.into_iter().zip(retries) {
+        for (index, (part, existing)) in appends.iter().zip(retries).enumerate() {
             if let Some(result) = existing {
                 results.push(result);
                 continue;
             }
             let mut revision = self.revision(&part.stream_id);
-            for event in part.events {
+            for (event_index, event) in part.events.iter().enumerate() {
                 revision += 1;
                 self.head += 1;
                 self.known.insert(
@@ -315,14 +331,15 @@ impl Decider {
                         position: self.head,
                     },
                 );
-                self.rows.push(Row {
+                self.placed.push(Placement {
                     position: self.head,
-                    stream_id: part.stream_id.clone(),
                     revision,
-                    event,
+                    request,
+                    part: index,
+                    event: event_index,
                 });
             }
-            self.revisions.insert(part.stream_id, revision);
+            self.revisions.insert(part.stream_id.clone(), revision);
             results.push(AppendResult {
                 revision,
                 position: self.head,
@@ -336,27 +353,56 @@ impl Decider {
         self.head
     }
 
-    /// The rows to insert, in position order.
-    pub fn rows(&self) -> &[Row] {
-        &self.rows
+    /// Whether any event was placed, i.e. whether the batch writes anything.
+    pub fn writes(&self) -> bool {
+        !self.placed.is_empty()
     }
 
-    /// What the batch committed: its outcomes, the new head and the events written.
-    pub fn committed(self, outcomes: Vec<Outcome>) -> Committed {
-        let recorded: Vec<RecordedEvent> = self
-            .rows
-            .into_iter()
-            .map(|row| RecordedEvent {
-                stream_id: row.stream_id,
-                revision: row.revision,
-                position: row.position,
-                event_id: row.event.event_id,
-                event_type: row.event.event_type,
-                version: row.event.version,
-                data: row.event.data_value,
-                metadata: row.event.metadata_value,
+    /// The rows to insert, in position order: the placed events of `batch`, which must be
+    /// the batch this decider decided.
+    pub fn rows<'a>(&self, batch: &'a [Vec<PreparedAppend>]) -> Vec<Row<'a>> {
+        self.placed
+            .iter()
+            .map(|p| {
+                let part = &batch[p.request][p.part];
+                Row {
+                    position: p.position,
+                    stream_id: &part.stream_id,
+                    revision: p.revision,
+                    event: &part.events[p.event],
+                }
             })
-            .collect();
+            .collect()
+    }
+
+    /// What the batch committed: its outcomes, the new head and the events written, taken
+    /// out of `batch` (the batch this decider decided).
+    pub fn committed(self, outcomes: Vec<Outcome>, batch: Vec<Vec<PreparedAppend>>) -> Committed {
+        // Placements are in batch order (request, part, event), so one walk finds them all.
+        let mut placed = self.placed.iter().peekable();
+        let mut recorded = Vec::with_capacity(self.placed.len());
+        for (request, parts) in batch.into_iter().enumerate() {
+            for (part_index, part) in parts.into_iter().enumerate() {
+                for (event_index, event) in part.events.into_iter().enumerate() {
+                    let Some(p) = placed.next_if(|p| {
+                        (p.request, p.part, p.event) == (request, part_index, event_index)
+                    }) else {
+                        continue;
+                    };
+                    recorded.push(RecordedEvent {
+                        stream_id: part.stream_id.clone(),
+                        revision: p.revision,
+                        position: p.position,
+                        event_id: event.event_id,
+                        event_type: event.event_type,
+                        version: event.version,
+                        data: event.data_value,
+                        metadata: event.metadata_value,
+                    });
+                }
+            }
+        }
+        debug_assert!(placed.next().is_none(), "committed with another batch");
         Committed {
             outcomes,
             head: self.head,
@@ -366,8 +412,12 @@ impl Decider {
 }
 
 /// Decides every request of a batch; returns each request's outcome.
-pub(crate) fn decide_all(decider: &mut Decider, batch: Vec<Vec<PreparedAppend>>) -> Vec<Outcome> {
-    batch.into_iter().map(|r| decider.decide(r)).collect()
+pub(crate) fn decide_all(decider: &mut Decider, batch: &[Vec<PreparedAppend>]) -> Vec<Outcome> {
+    batch
+        .iter()
+        .enumerate()
+        .map(|(request, appends)| decider.decide(request, appends))
+        .collect()
 }
 
 /// Splits a batch of requests into their appends and their reply channels.
@@ -403,6 +453,9 @@ pub struct GroupCommitStats {
     pub requests: u64,
     /// Events written.
     pub events: u64,
+    /// Of `commits`, those made in one statement on what the appender already knew of
+    /// the log (PostgreSQL's one-statement path; always 0 on the other backends).
+    pub one_statement: u64,
 }
 
 /// The live counters behind [`GroupCommitStats`].
@@ -411,6 +464,7 @@ pub(crate) struct Counters {
     commits: AtomicU64,
     requests: AtomicU64,
     events: AtomicU64,
+    one_statement: AtomicU64,
 }
 
 impl Counters {
@@ -424,11 +478,17 @@ impl Counters {
         self.events.fetch_add(events as u64, Ordering::Relaxed);
     }
 
+    /// Counts a commit made in one statement (see [`GroupCommitStats::one_statement`]).
+    pub fn record_one_statement(&self) {
+        self.one_statement.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> GroupCommitStats {
         GroupCommitStats {
             commits: self.commits.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
+            one_statement: self.one_statement.load(Ordering::Relaxed),
         }
     }
 }
@@ -627,15 +687,13 @@ mod tests {
     fn a_failing_request_does_not_disturb_the_rest_of_its_batch() {
         let mut d = Decider::new(10, HashMap::from([("a".to_string(), 3)]), HashMap::new());
         let (x, y, z) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let outcomes = decide_all(
-            &mut d,
-            vec![
-                vec![part("a", ExpectedRevision::Exact(3), &[x])],
-                vec![part("a", ExpectedRevision::Exact(3), &[y])],
-                vec![part("b", ExpectedRevision::NoStream, &[z])],
-                vec![part("a", ExpectedRevision::Exact(3), &[x])],
-            ],
-        );
+        let batch = vec![
+            vec![part("a", ExpectedRevision::Exact(3), &[x])],
+            vec![part("a", ExpectedRevision::Exact(3), &[y])],
+            vec![part("b", ExpectedRevision::NoStream, &[z])],
+            vec![part("a", ExpectedRevision::Exact(3), &[x])],
+        ];
+        let outcomes = decide_all(&mut d, &batch);
         assert_eq!(
             outcomes[0].as_ref().unwrap(),
             &vec![AppendResult {
@@ -653,7 +711,27 @@ mod tests {
         );
         // A retry inside the same batch gets the first result.
         assert_eq!(outcomes[3].as_ref().unwrap(), outcomes[0].as_ref().unwrap());
-        assert_eq!(d.rows().len(), 2);
+        let rows: Vec<_> = d
+            .rows(&batch)
+            .iter()
+            .map(|r| {
+                (
+                    r.position,
+                    r.stream_id.to_owned(),
+                    r.revision,
+                    r.event.event_id,
+                )
+            })
+            .collect();
+        assert_eq!(rows, vec![(11, "a".into(), 4, x), (12, "b".into(), 1, z)]);
         assert_eq!(d.head(), 12);
+        let committed = d.committed(outcomes, batch);
+        let recorded: Vec<_> = committed
+            .recorded
+            .iter()
+            .map(|e| (e.position, e.stream_id.as_str(), e.revision, e.event_id))
+            .collect();
+        assert_eq!(recorded, vec![(11, "a", 4, x), (12, "b", 1, z)]);
+        assert_eq!(committed.head, 12);
     }
 }

@@ -20,6 +20,20 @@
 //! skips an event that commits later. (A `bigserial` gives no such guarantee: values are
 //! handed out before commit, transactions commit in any order, and rollbacks leave gaps.)
 //!
+//! The one-statement path: when nobody else has committed since this appender's last
+//! commit (as far as LISTEN tells) and it knows the revision of every stream in the batch
+//! (it read or wrote them before), it decides the batch on that knowledge and commits it
+//! as one autocommitted statement that takes [`APPEND_LOCK`], inserts and notifies: one
+//! round trip instead of four. That knowledge may be stale (another process committed and
+//! its notification is still on the way, or an event id is a retry of a stored one); then
+//! the positions, the `(stream_id, revision)` pairs or the event ids it guessed collide
+//! with stored rows, the unique indexes reject the statement, nothing is written, and the
+//! batch takes the four-step path above. Positions stay gap-free and visible in order:
+//! the statement only ever writes `head + 1, ...` after a head that is committed, and the
+//! primary key lets only one transaction write each position. A batch in which any
+//! request would fail on the guessed state also takes the four-step path, since the guess
+//! may be what fails it.
+//!
 //! Wake-ups: the commit notifies channel [`NOTIFY_CHANNEL`] with the new head, and every
 //! store LISTENs on it, so subscribers in other processes wake at once.
 
@@ -60,6 +74,43 @@ pub const APPEND_LOCK: i64 = 0x6368_6f72_7573_6576;
 const BEGIN_APPEND: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
      SET LOCAL enable_seqscan = off; \
      SELECT pg_advisory_xact_lock(7163097744720225654)";
+/// The columns and rows of an insert of a batch: the rows are the array parameters
+/// `$1`-`$8`, one array per column; `$from` goes before `unnest` in the FROM list.
+macro_rules! insert_events {
+    ($from:literal) => {
+        concat!(
+            "INSERT INTO events \
+                 (position, stream_id, revision, event_id, event_type, version, data, metadata) \
+             SELECT t.position, t.stream_id, t.revision, t.event_id, t.event_type, t.version, \
+                    t.data::jsonb, t.metadata::jsonb \
+             FROM ",
+            $from,
+            "unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], \
+                    $6::integer[], $7::text[], $8::text[]) \
+                 AS t(position, stream_id, revision, event_id, event_type, version, data, \
+                      metadata)"
+        )
+    };
+}
+/// Inserts a batch inside the append transaction and notifies the new head `$10` on
+/// channel `$9` (delivered when the transaction commits, never before). A data-modifying
+/// WITH always runs to completion, whatever the outer query reads.
+const INSERT_IN_TRANSACTION: &str = concat!(
+    "WITH inserted AS (",
+    insert_events!(""),
+    ") SELECT pg_notify($9, $10)"
+);
+/// The one-statement path: takes [`APPEND_LOCK`] (every inserted row joins the lock's
+/// row, so the lock is held before the first insert), inserts and notifies, all committed
+/// by the statement's own implicit transaction.
+const INSERT_ALONE: &str = concat!(
+    "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(7163097744720225654)), \
+     inserted AS (",
+    insert_events!("locked, "),
+    ") SELECT pg_notify($9, $10)"
+);
+/// The SQLSTATE of a unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
 /// The channel on which commits announce the new head.
 pub const NOTIFY_CHANNEL: &str = "chorus_events";
 /// Connections in a pool opened by [`PostgresStore::connect`].
@@ -204,6 +255,7 @@ async fn run_appender(
     // network dropped meanwhile costs a reconnect instead of a failed batch.
     let mut conn: Option<PoolConnection<Postgres>> = None;
     let mut last_used = Instant::now();
+    let mut tips = Tips::default();
     while let Some(batch) = next_batch(&mut queue).await {
         if last_used.elapsed() > PING_AFTER_IDLE {
             if let Some(c) = conn.as_mut() {
@@ -214,10 +266,16 @@ async fn run_appender(
             }
         }
         let (appends, replies) = batch::split(batch);
-        let outcome = match write_batch(&pool, &mut conn, appends).await {
-            Ok(committed) => Ok(committed.announce(&head, &recent, &counters)),
+        let written = write_batch(&pool, &mut conn, appends, &mut tips, head.get()).await;
+        let outcome = match written {
+            Ok((committed, Path::OneStatement)) => {
+                counters.record_one_statement();
+                Ok(committed.announce(&head, &recent, &counters))
+            }
+            Ok((committed, Path::Transaction)) => Ok(committed.announce(&head, &recent, &counters)),
             Err(e) => {
                 conn = None;
+                tips = Tips::default();
                 tracing::error!(error = %e, "postgres group commit failed");
                 Err(e.to_string())
             }
@@ -227,29 +285,120 @@ async fn run_appender(
     }
 }
 
-/// Commits one batch in one transaction.
+/// What the appender knows of the log from its own work: the head after its last commit
+/// and the revisions of the streams it has read or written. It may be stale (another
+/// process may have committed since); the one-statement path relies on the unique indexes
+/// to find out.
+#[derive(Debug, Default)]
+struct Tips {
+    head: Position,
+    revisions: HashMap<String, Revision>,
+}
+
+impl Tips {
+    /// Most streams remembered; past that the memory starts again from nothing.
+    const CAP: usize = 65_536;
+
+    /// The revisions to decide `streams` on without reading the log, if every one of them
+    /// is known and no other process is known to have committed since (`known_head`, the
+    /// head as LISTEN has told it, is still this appender's last commit).
+    fn guess(&self, streams: &[String], known_head: Position) -> Option<HashMap<String, Revision>> {
+        if self.head != known_head {
+            return None;
+        }
+        streams
+            .iter()
+            .map(|s| self.revisions.get(s).map(|r| (s.clone(), *r)))
+            .collect()
+    }
+
+    /// Remembers the log as a batch found it (`head`, the revisions of its streams) or
+    /// left it.
+    fn learn(&mut self, head: Position, revisions: impl IntoIterator<Item = (String, Revision)>) {
+        if self.revisions.len() >= Self::CAP {
+            self.revisions.clear();
+        }
+        self.head = head;
+        self.revisions.extend(revisions);
+    }
+
+    /// Remembers what a committed batch wrote.
+    fn learn_commit(&mut self, committed: &Committed) {
+        let written = committed
+            .recorded
+            .iter()
+            .map(|e| (e.stream_id.clone(), e.revision));
+        self.learn(committed.head, written);
+    }
+}
+
+/// How a batch was committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// In one statement, on what the appender already knew of the log.
+    OneStatement,
+    /// In the four-step transaction.
+    Transaction,
+}
+
+/// Commits one batch: in one statement on what the appender already knows, if it knows
+/// enough and that turns out right, else in one four-step transaction.
 #[tracing::instrument(skip_all, fields(requests = batch.len()))]
 async fn write_batch(
     pool: &PgPool,
     conn: &mut Option<PoolConnection<Postgres>>,
     batch: Vec<Vec<PreparedAppend>>,
-) -> Result<Committed, sqlx::Error> {
+    tips: &mut Tips,
+    known_head: Position,
+) -> Result<(Committed, Path), sqlx::Error> {
     let (streams, ids) = batch_keys(&batch);
     let conn = match conn {
         Some(conn) => conn,
         None => conn.insert(pool.acquire().await?),
     };
+    if let Some(revisions) = tips.guess(&streams, known_head) {
+        let mut decider = Decider::new(tips.head, revisions, HashMap::new());
+        let outcomes = decide_all(&mut decider, &batch);
+        if decider.writes() && outcomes.iter().all(Result::is_ok) {
+            let rows = decider.rows(&batch);
+            match insert(conn, INSERT_ALONE, &rows, decider.head()).await {
+                Ok(()) => {
+                    drop(rows);
+                    let committed = decider.committed(outcomes, batch);
+                    tips.learn_commit(&committed);
+                    return Ok((committed, Path::OneStatement));
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    tracing::debug!(error = %e, "the appender's knowledge of the log was stale");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let mut tx = conn.begin_with(BEGIN_APPEND).await?;
     let state = select_state(&mut tx, &streams, &ids).await?;
+    tips.learn(state.head, state.revisions.clone());
     let mut decider = Decider::new(state.head, state.revisions, state.known);
-    let outcomes = decide_all(&mut decider, batch);
-    if decider.rows().is_empty() {
+    let outcomes = decide_all(&mut decider, &batch);
+    if !decider.writes() {
         tx.rollback().await?;
-        return Ok(decider.committed(outcomes));
+        return Ok((decider.committed(outcomes, batch), Path::Transaction));
     }
-    insert_and_notify(&mut tx, decider.rows(), decider.head()).await?;
+    insert(
+        &mut tx,
+        INSERT_IN_TRANSACTION,
+        &decider.rows(&batch),
+        decider.head(),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(decider.committed(outcomes))
+    let committed = decider.committed(outcomes, batch);
+    tips.learn_commit(&committed);
+    Ok((committed, Path::Transaction))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(UNIQUE_VIOLATION))
 }
 
 /// What the appender must know about the log before deciding a batch.
@@ -325,12 +474,13 @@ async fn select_state(
     Ok(state)
 }
 
-/// Inserts the batch's rows with one statement, which also notifies listeners of the new
-/// head (delivered when the transaction commits, never before).
+/// Inserts a batch's rows with `sql` ([`INSERT_IN_TRANSACTION`] or [`INSERT_ALONE`]),
+/// which also notifies listeners of the new head.
 #[tracing::instrument(skip_all, fields(rows = rows.len()))]
-async fn insert_and_notify(
+async fn insert(
     conn: &mut PgConnection,
-    rows: &[Row],
+    sql: &'static str,
+    rows: &[Row<'_>],
     head: Position,
 ) -> Result<(), sqlx::Error> {
     let mut positions = Vec::with_capacity(rows.len());
@@ -343,7 +493,7 @@ async fn insert_and_notify(
     let mut metadata = Vec::with_capacity(rows.len());
     for row in rows {
         positions.push(row.position as i64);
-        stream_ids.push(row.stream_id.as_str());
+        stream_ids.push(row.stream_id);
         revisions.push(row.revision as i64);
         event_ids.push(row.event.event_id);
         event_types.push(row.event.event_type.as_str());
@@ -351,32 +501,19 @@ async fn insert_and_notify(
         data.push(row.event.data.as_str());
         metadata.push(row.event.metadata.as_str());
     }
-    // A data-modifying WITH always runs to completion, whatever the outer query reads.
-    sqlx::query(
-        "WITH inserted AS ( \
-             INSERT INTO events \
-                 (position, stream_id, revision, event_id, event_type, version, data, metadata) \
-             SELECT position, stream_id, revision, event_id, event_type, version, \
-                    data::jsonb, metadata::jsonb \
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], \
-                         $6::integer[], $7::text[], $8::text[]) \
-                 AS t(position, stream_id, revision, event_id, event_type, version, data, \
-                      metadata) \
-         ) \
-         SELECT pg_notify($9, $10)",
-    )
-    .bind(positions)
-    .bind(stream_ids)
-    .bind(revisions)
-    .bind(event_ids)
-    .bind(event_types)
-    .bind(versions)
-    .bind(data)
-    .bind(metadata)
-    .bind(NOTIFY_CHANNEL)
-    .bind(head.to_string())
-    .execute(conn)
-    .await?;
+    sqlx::query(sql)
+        .bind(positions)
+        .bind(stream_ids)
+        .bind(revisions)
+        .bind(event_ids)
+        .bind(event_types)
+        .bind(versions)
+        .bind(data)
+        .bind(metadata)
+        .bind(NOTIFY_CHANNEL)
+        .bind(head.to_string())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -567,6 +704,7 @@ mod tests {
     #[test]
     fn the_begin_statement_takes_the_append_lock() {
         assert!(BEGIN_APPEND.ends_with(&format!("pg_advisory_xact_lock({APPEND_LOCK})")));
+        assert!(INSERT_ALONE.contains(&format!("pg_advisory_xact_lock({APPEND_LOCK})")));
         assert_eq!(&APPEND_LOCK.to_be_bytes(), b"chorusev");
     }
 }

@@ -183,16 +183,16 @@ async fn write_batch(
     let revisions = select_revisions(&mut tx, &streams).await?;
     let known = select_known(&mut tx, &ids).await?;
     let mut decider = Decider::new(head, revisions, known);
-    let outcomes = decide_all(&mut decider, batch);
-    if decider.rows().is_empty() {
+    let outcomes = decide_all(&mut decider, &batch);
+    if !decider.writes() {
         tx.rollback().await?;
-        return Ok(decider.committed(outcomes));
+        return Ok(decider.committed(outcomes, batch));
     }
-    for chunk in decider.rows().chunks(INSERT_CHUNK) {
+    for chunk in decider.rows(&batch).chunks(INSERT_CHUNK) {
         insert_rows(&mut tx, chunk).await?;
     }
     tx.commit().await?;
-    Ok(decider.committed(outcomes))
+    Ok(decider.committed(outcomes, batch))
 }
 
 fn to_json_array<T: serde::Serialize>(items: &[T]) -> Result<String, sqlx::Error> {
@@ -257,7 +257,7 @@ async fn select_known(
 }
 
 #[tracing::instrument(skip_all, fields(rows = rows.len()))]
-async fn insert_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[Row<'_>]) -> Result<(), sqlx::Error> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO events (position, stream_id, revision, event_id, event_type, version, \
          data, metadata) ",
@@ -265,7 +265,7 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sq
     insert.push_values(rows, |mut values, row| {
         values
             .push_bind(row.position as i64)
-            .push_bind(row.stream_id.as_str())
+            .push_bind(row.stream_id)
             .push_bind(row.revision as i64)
             .push_bind(row.event.event_id.hyphenated().to_string())
             .push_bind(row.event.event_type.as_str())

@@ -1126,6 +1126,121 @@ mod postgres_processes {
             std::panic::resume_unwind(panic);
         }
     }
+    /// Another process commits and its notification has not reached this store yet (here:
+    /// rows written behind the store's back, with no notification at all). The store's
+    /// one-statement path guesses positions and revisions that are taken; the guess must
+    /// be rejected whole and the batch decided again on the real log, with the outcome an
+    /// up-to-date store would give, and positions gap-free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_has_not_heard_of_another_stores_commits_appends_correctly() {
+        let backend = PostgresBackend::create().await;
+        let outcome = AssertUnwindSafe(async {
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .connect_with(backend.options())
+                .await
+                .unwrap();
+            let a = PostgresStore::from_pool(pool.clone()).await.unwrap();
+            let s: DynStore = Arc::new(a.clone());
+            // Written behind `a`'s back: position, stream, revision.
+            let sneak = |position: i64, stream: &'static str, revision: i64| {
+                let pool = pool.clone();
+                async move {
+                    let metadata = serde_json::to_string(&Metadata::system("elsewhere")).unwrap();
+                    sqlx::query(
+                        "INSERT INTO events (position, stream_id, revision, event_id, \
+                         event_type, version, data, metadata) \
+                         VALUES ($1, $2, $3, $4, 'TestHappened', 1, '{}', $5::jsonb)",
+                    )
+                    .bind(position)
+                    .bind(stream)
+                    .bind(revision)
+                    .bind(Uuid::new_v4())
+                    .bind(metadata)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                }
+            };
+            let r = |revision, position| AppendResult { revision, position };
+
+            assert_eq!(
+                s.append("s", ExpectedRevision::NoStream, events(1))
+                    .await
+                    .unwrap(),
+                r(1, 1)
+            );
+            assert_eq!(
+                s.append("s", ExpectedRevision::Exact(1), events(1))
+                    .await
+                    .unwrap(),
+                r(2, 2)
+            );
+            assert_eq!(
+                a.group_commit_stats().one_statement,
+                1,
+                "the second append was decided on what the store knew"
+            );
+
+            // A stale expected revision is still a conflict, not a failure.
+            sneak(3, "s", 3).await;
+            assert_is_conflict(
+                s.append("s", ExpectedRevision::Exact(2), events(1)).await,
+                3,
+            );
+            // Any: the guessed revision and position are taken; the real ones are used.
+            sneak(4, "s", 4).await;
+            assert_eq!(
+                s.append("s", ExpectedRevision::Any, events(1))
+                    .await
+                    .unwrap(),
+                r(5, 5)
+            );
+            // Only the position is taken (another stream was written).
+            sneak(6, "other", 1).await;
+            assert_eq!(
+                s.append("s", ExpectedRevision::Exact(5), events(1))
+                    .await
+                    .unwrap(),
+                r(6, 7)
+            );
+            // A retry after a lost reply looks new to the guess: the event id is taken.
+            let batch = events(2);
+            let first = s
+                .append("s", ExpectedRevision::Exact(6), batch.clone())
+                .await
+                .unwrap();
+            assert_eq!(first, r(8, 9));
+            let before = a.group_commit_stats();
+            for expected in [ExpectedRevision::Exact(6), ExpectedRevision::Any] {
+                assert_eq!(
+                    s.append("s", expected, batch.clone()).await.unwrap(),
+                    first,
+                    "retry with {expected:?}"
+                );
+            }
+            assert_eq!(a.group_commit_stats().events, before.events);
+
+            let all = read_everything(&s).await;
+            assert_eq!(positions(&all), (1..=9).collect::<Vec<u64>>());
+            assert_eq!(
+                revisions(&read_stream(&s, "s").await),
+                (1..=8).collect::<Vec<u64>>()
+            );
+            let stats = a.group_commit_stats();
+            assert!(
+                stats.one_statement >= 2,
+                "the guess was used whenever it could be: {stats:?}"
+            );
+            assert!(stats.one_statement < stats.commits, "{stats:?}");
+        })
+        .catch_unwind()
+        .await;
+        backend.destroy().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 mod postgres_failures {
