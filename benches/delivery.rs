@@ -28,6 +28,7 @@
 //! | `CHORUS_BENCH_SERVER_WRAPPER` | unset            | command prefix for the server (profilers: `valgrind --tool=massif ...`) |
 //! | `CHORUS_BENCH_DATABASE_URL`   | `postgres://postgres@127.0.0.1:5432` | PostgreSQL server (loopback only); a fresh database is created per run and dropped after |
 //! | `CHORUS_BENCH_NATS_URL`       | `nats://127.0.0.1:4222` | NATS server (loopback only)       |
+//! | `CHORUS_BENCH_PER_MESSAGE`    | unset            | a directory: each run writes one CSV line per measured message there (sent at, POST, first, median, last session's latency) |
 //!
 //! Without `--bench` (that is, under `cargo test --all-targets`) it runs a few-second
 //! smoke test instead: 5 sessions, 10 msg/s, embedded, and fails if a delivery is lost.
@@ -945,6 +946,48 @@ struct DeliveryResult {
     cpu: CpuUse,
 }
 
+/// `CHORUS_BENCH_PER_MESSAGE`: one CSV line per measured message (microseconds), to see
+/// which messages make the tail and whether their POST was slow too.
+fn write_per_message(
+    dir: &std::path::Path,
+    shape: ShapeKind,
+    clients: usize,
+    rate: f64,
+    sent: &std::collections::BTreeMap<u64, (u64, u64)>,
+    mut each: std::collections::HashMap<u32, Vec<u32>>,
+) {
+    use std::fmt::Write as _;
+    let mut csv = String::from("seq,sent_us,post_us,first_us,median_us,last_us,deliveries\n");
+    for (&seq, &(sent_us, post_us)) in sent {
+        let mut lat = each.remove(&(seq as u32)).unwrap_or_default();
+        lat.sort_unstable();
+        let (first, median, last) = match (lat.first(), lat.get(lat.len() / 2), lat.last()) {
+            (Some(f), Some(m), Some(l)) => (*f, *m, *l),
+            _ => (0, 0, 0),
+        };
+        let _ = writeln!(
+            csv,
+            "{seq},{sent_us},{post_us},{first},{median},{last},{}",
+            lat.len()
+        );
+    }
+    let name = format!(
+        "{}-{clients}x{rate}-{}.csv",
+        shape.name(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    let path = dir.join(name);
+    match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, csv)) {
+        Ok(()) => eprintln!("  per-message figures: {}", path.display()),
+        Err(e) => eprintln!(
+            "  cannot write per-message figures to {}: {e}",
+            path.display()
+        ),
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -1034,7 +1077,7 @@ async fn delivery_run(
                 Err(_) => false,
             };
             let rtt_us = (epoch.elapsed().as_micros() as u64).saturating_sub(sent_us);
-            (sent_us >= measure_from_us, ok, rtt_us)
+            (sent_us >= measure_from_us, ok, rtt_us, seq, sent_us)
         }));
     }
     let cpu_end = CpuSnapshot::take(server.pid());
@@ -1045,18 +1088,21 @@ async fn delivery_run(
     let mut messages = 0u64;
     let mut post_errors = 0u64;
     let mut post_rtts = Vec::new();
+    // Per measured message: when it was sent and its POST's round trip.
+    let mut sent: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
     for p in posts {
         let left = drain_deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, p).await {
-            Ok(Ok((true, ok, rtt))) => {
+            Ok(Ok((true, ok, rtt, seq, sent_us))) => {
                 if ok {
                     messages += 1;
                     post_rtts.push(rtt.min(u32::MAX as u64) as u32);
+                    sent.insert(seq, (sent_us, rtt));
                 } else {
                     post_errors += 1;
                 }
             }
-            Ok(Ok((false, _, _))) => {}
+            Ok(Ok((false, ..))) => {}
             _ => post_errors += 1,
         }
     }
@@ -1068,6 +1114,8 @@ async fn delivery_run(
     let mut latencies = Vec::with_capacity(expected as usize);
     // Per message: the first and the last session to get it.
     let mut first_last: std::collections::HashMap<u32, (u32, u32)> = Default::default();
+    let per_message = std::env::var_os("CHORUS_BENCH_PER_MESSAGE");
+    let mut each: std::collections::HashMap<u32, Vec<u32>> = Default::default();
     let mut duplicates = 0;
     let mut lost_sessions = 0;
     let mut first_loss = None;
@@ -1075,6 +1123,9 @@ async fn delivery_run(
         let r = t.await.map_err(|e| e.to_string())?;
         for &(seq, lat) in &r.latencies_us {
             latencies.push(lat);
+            if per_message.is_some() {
+                each.entry(seq).or_default().push(lat);
+            }
             let e = first_last.entry(seq).or_insert((lat, lat));
             e.0 = e.0.min(lat);
             e.1 = e.1.max(lat);
@@ -1089,6 +1140,9 @@ async fn delivery_run(
         eprintln!("  {lost_sessions} sessions ended early; first: {why}");
     }
     node.stop().await;
+    if let Some(dir) = per_message {
+        write_per_message(dir.as_ref(), shape, clients, rate, &sent, each);
+    }
     latencies.sort_unstable();
     post_rtts.sort_unstable();
     let mut firsts: Vec<u32> = first_last.values().map(|v| v.0).collect();
