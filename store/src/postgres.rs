@@ -149,8 +149,12 @@ impl PostgresStore {
     /// starts the appender and the LISTEN task.
     #[tracing::instrument(skip(url))]
     pub async fn connect(url: &str) -> Result<Self> {
+        // No ping when a connection leaves the pool (sqlx's default): it is a round trip
+        // before every read. A connection that died while pooled fails its read at
+        // once instead, and `read` retries on another (sqlx closes the dead one).
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         Self::from_pool(pool).await
@@ -167,8 +171,14 @@ impl PostgresStore {
             )));
         }
         crate::migrations::migrate_postgres(&pool).await?;
-        // LISTEN before reading the head, so no commit falls between the two.
-        let mut listener = PgListener::connect_with(&pool).await?;
+        // LISTEN before reading the head, so no commit falls between the two. The
+        // listener has a pool of its own that pings a connection before handing it out:
+        // after the server dropped its connection, it must not reconnect through one
+        // that died in the shared pool.
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let mut listener = PgListener::connect_with(&listen_pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         let head = Arc::new(Head::new(load_head(&pool).await?));
         let recent = Arc::new(Recent::default());
@@ -354,7 +364,7 @@ async fn write_batch(
     let (streams, ids) = batch_keys(&batch);
     let conn = match conn {
         Some(conn) => conn,
-        None => conn.insert(pool.acquire().await?),
+        None => conn.insert(acquire_live(pool).await?),
     };
     if let Some(revisions) = tips.guess(&streams, known_head) {
         let mut decider = Decider::new(tips.head, revisions, HashMap::new());
@@ -518,9 +528,12 @@ async fn insert(
 }
 
 async fn load_head(pool: &PgPool) -> Result<Position> {
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
-        .fetch_one(pool)
-        .await?;
+    let head: i64 = read(pool, |mut conn| async move {
+        sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
+            .fetch_one(&mut *conn)
+            .await
+    })
+    .await?;
     to_u64(head, "position")
 }
 
@@ -548,6 +561,57 @@ async fn listen(mut listener: PgListener, pool: PgPool, head: Arc<Head>) {
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
                 tokio::time::sleep(LISTEN_RETRY).await;
             }
+        }
+    }
+}
+
+/// Whether a read failed because its connection was dead (the server restarted, or
+/// dropped it while it sat in the pool), so that the same read on another connection
+/// may succeed.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        // Class 08: connection exception; 57P01-57P03: the server is shutting down or
+        // terminated this backend.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
+
+/// A connection from `pool` that answers a ping (the pool itself does not check), for the
+/// appender, which keeps it: trying at most once per connection the pool can hold, plus
+/// one.
+async fn acquire_live(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    let attempts = pool.options().get_max_connections() + 1;
+    let mut attempt = 1;
+    loop {
+        let mut conn = pool.acquire().await?;
+        match conn.ping().await {
+            Err(e) if attempt < attempts && connection_lost(&e) => attempt += 1,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(conn),
+        }
+    }
+}
+
+/// Runs a read on a connection from `pool`, again on another connection as long as the
+/// one it got turns out dead (at most once per connection the pool can hold, plus one).
+async fn read<T, F, Fut>(pool: &PgPool, read: F) -> Result<T, sqlx::Error>
+where
+    F: Fn(PoolConnection<Postgres>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let attempts = pool.options().get_max_connections() + 1;
+    let mut attempt = 1;
+    loop {
+        match read(pool.acquire().await?).await {
+            Err(e) if attempt < attempts && connection_lost(&e) => {
+                tracing::debug!(error = %e, attempt, "pooled connection lost; reading again");
+                attempt += 1;
+            }
+            result => return result,
         }
     }
 }
@@ -612,12 +676,15 @@ impl EventStore for PostgresStore {
                  ORDER BY revision DESC LIMIT $3"
             ),
         };
-        let rows = sqlx::query(sql)
-            .bind(stream_id)
-            .bind(to_i64(from))
-            .bind(to_i64(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = read(&self.pool, |mut conn| async move {
+            sqlx::query(sql)
+                .bind(stream_id)
+                .bind(to_i64(from))
+                .bind(to_i64(limit))
+                .fetch_all(&mut *conn)
+                .await
+        })
+        .await?;
         rows.iter().map(recorded).collect()
     }
 
@@ -646,14 +713,18 @@ impl EventStore for PostgresStore {
             })
             .collect();
         let sql = format!("{} ORDER BY part, revision", parts.join(" UNION ALL "));
-        let mut query = sqlx::query(&sql);
-        for (stream, revision) in from {
-            query = query
-                .bind(*stream)
-                .bind(to_i64(*revision))
-                .bind(to_i64(limit));
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let sql = sql.as_str();
+        let rows = read(&self.pool, |mut conn| async move {
+            let mut query = sqlx::query(sql);
+            for (stream, revision) in from {
+                query = query
+                    .bind(*stream)
+                    .bind(to_i64(*revision))
+                    .bind(to_i64(limit));
+            }
+            query.fetch_all(&mut *conn).await
+        })
+        .await?;
         rows.iter().map(recorded).collect()
     }
 
@@ -662,25 +733,29 @@ impl EventStore for PostgresStore {
         if let Some(events) = self.recent.read(after, limit, self.head.get()) {
             return Ok(events);
         }
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events WHERE position > $1 ORDER BY position ASC LIMIT $2"
-        ))
-        .bind(to_i64(after))
-        .bind(to_i64(limit))
-        .fetch_all(&self.pool)
+        let rows = read(&self.pool, |mut conn| async move {
+            sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM events WHERE position > $1 ORDER BY position ASC LIMIT $2"
+            ))
+            .bind(to_i64(after))
+            .bind(to_i64(limit))
+            .fetch_all(&mut *conn)
+            .await
+        })
         .await?;
         rows.iter().map(recorded).collect()
     }
 
     #[tracing::instrument(skip(self))]
     async fn stream_revision(&self, stream_id: &str) -> Result<Revision> {
-        let revision: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(max(revision), 0) FROM events WHERE stream_id = $1",
-        )
-        .bind(stream_id)
-        .fetch_one(&self.pool)
+        let revision: i64 = read(&self.pool, |mut conn| async move {
+            sqlx::query_scalar("SELECT COALESCE(max(revision), 0) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&mut *conn)
+                .await
+        })
         .await?;
         to_u64(revision, "revision")
     }

@@ -1254,10 +1254,21 @@ mod postgres_failures {
     async fn a_store_recovers_when_the_server_drops_its_connections() {
         let backend = PostgresBackend::create().await;
         let outcome = AssertUnwindSafe(async {
-            let a = backend.store();
+            // Opened as `chorus serve` opens it: its pool does not ping a connection
+            // before handing it out, so reads meet the dead ones and must retry.
+            let url = match postgres_base_url().rsplit_once('/') {
+                Some((base, _)) => format!("{base}/{}", backend.database),
+                None => panic!("the test database URL names no database"),
+            };
+            let a: DynStore = Arc::new(PostgresStore::connect(&url).await.unwrap());
             a.append("s", ExpectedRevision::NoStream, events(1))
                 .await
                 .unwrap();
+            // Several idle connections in the pool, all about to die.
+            let reads = (0..6).map(|_| read_stream(&a, "s"));
+            for events in futures::future::join_all(reads).await {
+                assert_eq!(events.len(), 1);
+            }
             let mut admin = backend.admin.connect().await.unwrap();
             let killed: Vec<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -1271,6 +1282,9 @@ mod postgres_failures {
                 killed.len() >= 2,
                 "the appender's and the listener's connections"
             );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // A read goes through the dead pooled connections to a live one at once.
+            assert_eq!(revisions(&read_stream(&a, "s").await), [1]);
 
             let retried = events(1);
             let mut result = None;
@@ -1297,6 +1311,15 @@ mod postgres_failures {
                 }
             );
             assert_eq!(revisions(&read_stream(&a, "s").await), [1, 2]);
+            let reads = (0..6).map(|_| read_stream(&a, "s"));
+            for events in futures::future::join_all(reads).await {
+                assert_eq!(
+                    revisions(&events),
+                    [1, 2],
+                    "reads work on fresh connections"
+                );
+            }
+            assert_eq!(a.stream_revision("s").await.unwrap(), 2);
 
             let mut head = a.watch_head();
             let b = backend.open_another().await;
