@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row as _};
 use tokio::sync::{mpsc, watch};
@@ -149,13 +149,18 @@ impl PostgresStore {
     /// starts the appender and the LISTEN task.
     #[tracing::instrument(skip(url))]
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url.parse()?).await
+    }
+
+    /// [`connect`](Self::connect) with parsed options.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
         // No ping when a connection leaves the pool (sqlx's default): it is a round trip
         // before every read. A connection that died while pooled fails its read at
         // once instead, and `read` retries on another (sqlx closes the dead one).
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .test_before_acquire(false)
-            .connect(url)
+            .connect_with(options)
             .await?;
         Self::from_pool(pool).await
     }

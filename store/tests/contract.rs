@@ -1256,11 +1256,11 @@ mod postgres_failures {
         let outcome = AssertUnwindSafe(async {
             // Opened as `chorus serve` opens it: its pool does not ping a connection
             // before handing it out, so reads meet the dead ones and must retry.
-            let url = match postgres_base_url().rsplit_once('/') {
-                Some((base, _)) => format!("{base}/{}", backend.database),
-                None => panic!("the test database URL names no database"),
-            };
-            let a: DynStore = Arc::new(PostgresStore::connect(&url).await.unwrap());
+            let a: DynStore = Arc::new(
+                PostgresStore::connect_with(backend.options())
+                    .await
+                    .unwrap(),
+            );
             a.append("s", ExpectedRevision::NoStream, events(1))
                 .await
                 .unwrap();
