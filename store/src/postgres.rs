@@ -601,9 +601,9 @@ async fn acquire_live(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::E
     }
 }
 
-/// Runs a read on a connection from `pool`, again on another connection as long as the
+/// Runs `query` on a connection from `pool`, again on another connection as long as the
 /// one it got turns out dead (at most once per connection the pool can hold, plus one).
-async fn read<T, F, Fut>(pool: &PgPool, read: F) -> Result<T, sqlx::Error>
+async fn read<T, F, Fut>(pool: &PgPool, query: F) -> Result<T, sqlx::Error>
 where
     F: Fn(PoolConnection<Postgres>) -> Fut,
     Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -611,7 +611,7 @@ where
     let attempts = pool.options().get_max_connections() + 1;
     let mut attempt = 1;
     loop {
-        match read(pool.acquire().await?).await {
+        match query(pool.acquire().await?).await {
             Err(e) if attempt < attempts && connection_lost(&e) => {
                 tracing::debug!(error = %e, attempt, "pooled connection lost; reading again");
                 attempt += 1;
