@@ -353,6 +353,11 @@ impl Decider {
         self.head
     }
 
+    /// The revisions of the batch's streams as the decided batch leaves them.
+    pub fn revisions(&self) -> impl Iterator<Item = (&str, Revision)> {
+        self.revisions.iter().map(|(s, r)| (s.as_str(), *r))
+    }
+
     /// Whether any event was placed, i.e. whether the batch writes anything.
     pub fn writes(&self) -> bool {
         !self.placed.is_empty()

@@ -51,7 +51,7 @@ use uuid::Uuid;
 
 use crate::batch::{
     self, batch_keys, decide_all, next_batch, reply_all, AbortOnDrop, Committed, Counters, Decider,
-    Head, KnownEvent, PreparedAppend, Recent, Request, Row,
+    Head, KnownEvent, Outcome, PreparedAppend, Recent, Request, Row,
 };
 use crate::{
     AppendResult, Direction, EventStore, GroupCommitStats, Metadata, NewEvent, Position,
@@ -283,11 +283,12 @@ async fn run_appender(
         let (appends, replies) = batch::split(batch);
         let written = write_batch(&pool, &mut conn, appends, &mut tips, head.get()).await;
         let outcome = match written {
-            Ok((committed, Path::OneStatement)) => {
-                counters.record_one_statement();
+            Ok((committed, path)) => {
+                if path == Path::OneStatement {
+                    counters.record_one_statement();
+                }
                 Ok(committed.announce(&head, &recent, &counters))
             }
-            Ok((committed, Path::Transaction)) => Ok(committed.announce(&head, &recent, &counters)),
             Err(e) => {
                 conn = None;
                 tips = Tips::default();
@@ -327,23 +328,15 @@ impl Tips {
             .collect()
     }
 
-    /// Remembers the log as a batch found it (`head`, the revisions of its streams) or
-    /// left it.
-    fn learn(&mut self, head: Position, revisions: impl IntoIterator<Item = (String, Revision)>) {
+    /// Remembers the log as a decided batch left it (once its transaction ended): the
+    /// head and the revisions of the batch's streams.
+    fn learn(&mut self, decider: &Decider) {
         if self.revisions.len() >= Self::CAP {
             self.revisions.clear();
         }
-        self.head = head;
-        self.revisions.extend(revisions);
-    }
-
-    /// Remembers what a committed batch wrote.
-    fn learn_commit(&mut self, committed: &Committed) {
-        let written = committed
-            .recorded
-            .iter()
-            .map(|e| (e.stream_id.clone(), e.revision));
-        self.learn(committed.head, written);
+        self.head = decider.head();
+        self.revisions
+            .extend(decider.revisions().map(|(s, r)| (s.to_owned(), r)));
     }
 }
 
@@ -371,45 +364,70 @@ async fn write_batch(
         Some(conn) => conn,
         None => conn.insert(acquire_live(pool).await?),
     };
-    if let Some(revisions) = tips.guess(&streams, known_head) {
-        let mut decider = Decider::new(tips.head, revisions, HashMap::new());
-        let outcomes = decide_all(&mut decider, &batch);
-        if decider.writes() && outcomes.iter().all(Result::is_ok) {
-            let rows = decider.rows(&batch);
-            match insert(conn, INSERT_ALONE, &rows, decider.head()).await {
-                Ok(()) => {
-                    drop(rows);
-                    let committed = decider.committed(outcomes, batch);
-                    tips.learn_commit(&committed);
-                    return Ok((committed, Path::OneStatement));
-                }
-                Err(e) if is_unique_violation(&e) => {
-                    tracing::debug!(error = %e, "the appender's knowledge of the log was stale");
-                }
-                Err(e) => return Err(e),
-            }
+    let alone = match tips.guess(&streams, known_head) {
+        Some(revisions) => commit_alone(conn, &batch, tips.head, revisions).await?,
+        None => None,
+    };
+    let (decider, outcomes, path) = match alone {
+        Some((decider, outcomes)) => (decider, outcomes, Path::OneStatement),
+        None => {
+            let (decider, outcomes) = commit_in_transaction(conn, &batch, &streams, &ids).await?;
+            (decider, outcomes, Path::Transaction)
         }
+    };
+    tips.learn(&decider);
+    Ok((decider.committed(outcomes, batch), path))
+}
+
+/// The one-statement path: decides `batch` on the guessed `head` and `revisions` and
+/// commits it with [`INSERT_ALONE`]. `None` (nothing written) when the guess makes a
+/// request fail, when there is nothing to write, or when the database rejects the guess.
+async fn commit_alone(
+    conn: &mut PgConnection,
+    batch: &[Vec<PreparedAppend>],
+    head: Position,
+    revisions: HashMap<String, Revision>,
+) -> Result<Option<(Decider, Vec<Outcome>)>, sqlx::Error> {
+    let mut decider = Decider::new(head, revisions, HashMap::new());
+    let outcomes = decide_all(&mut decider, batch);
+    if !decider.writes() || outcomes.iter().any(Result::is_err) {
+        return Ok(None);
     }
+    match insert(conn, INSERT_ALONE, &decider.rows(batch), decider.head()).await {
+        Ok(()) => Ok(Some((decider, outcomes))),
+        Err(e) if is_unique_violation(&e) => {
+            tracing::debug!(error = %e, "the appender's knowledge of the log was stale");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The four-step path: lock, read the state of the batch's streams and ids, decide,
+/// insert and commit (or roll back when nothing is to be written).
+async fn commit_in_transaction(
+    conn: &mut PgConnection,
+    batch: &[Vec<PreparedAppend>],
+    streams: &[String],
+    ids: &[Uuid],
+) -> Result<(Decider, Vec<Outcome>), sqlx::Error> {
     let mut tx = conn.begin_with(BEGIN_APPEND).await?;
-    let state = select_state(&mut tx, &streams, &ids).await?;
-    tips.learn(state.head, state.revisions.clone());
+    let state = select_state(&mut tx, streams, ids).await?;
     let mut decider = Decider::new(state.head, state.revisions, state.known);
-    let outcomes = decide_all(&mut decider, &batch);
-    if !decider.writes() {
+    let outcomes = decide_all(&mut decider, batch);
+    if decider.writes() {
+        insert(
+            &mut tx,
+            INSERT_IN_TRANSACTION,
+            &decider.rows(batch),
+            decider.head(),
+        )
+        .await?;
+        tx.commit().await?;
+    } else {
         tx.rollback().await?;
-        return Ok((decider.committed(outcomes, batch), Path::Transaction));
     }
-    insert(
-        &mut tx,
-        INSERT_IN_TRANSACTION,
-        &decider.rows(&batch),
-        decider.head(),
-    )
-    .await?;
-    tx.commit().await?;
-    let committed = decider.committed(outcomes, batch);
-    tips.learn_commit(&committed);
-    Ok((committed, Path::Transaction))
+    Ok((decider, outcomes))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -586,19 +604,13 @@ fn connection_lost(e: &sqlx::Error) -> bool {
 }
 
 /// A connection from `pool` that answers a ping (the pool itself does not check), for the
-/// appender, which keeps it: trying at most once per connection the pool can hold, plus
-/// one.
+/// appender, which keeps it.
 async fn acquire_live(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
-    let attempts = pool.options().get_max_connections() + 1;
-    let mut attempt = 1;
-    loop {
-        let mut conn = pool.acquire().await?;
-        match conn.ping().await {
-            Err(e) if attempt < attempts && connection_lost(&e) => attempt += 1,
-            Err(e) => return Err(e),
-            Ok(()) => return Ok(conn),
-        }
-    }
+    read(pool, |mut conn| async move {
+        conn.ping().await?;
+        Ok(conn)
+    })
+    .await
 }
 
 /// Runs `query` on a connection from `pool`, again on another connection as long as the
