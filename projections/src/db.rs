@@ -219,12 +219,13 @@ pub(crate) async fn read_checkpoint(conn: &mut AnyConnection, name: &str) -> Res
 /// How long a kept connection may sit idle before it is pinged before use.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 
-/// A connection that the projection runner keeps between its transactions. sqlx pings a
-/// connection when it leaves the pool and again when it goes back, a round trip each on
-/// PostgreSQL and a hop to a worker thread on SQLite, and every message goes through a
-/// runner transaction on its way to the gateway. A kept connection is pinged only after
-/// it sat idle for [`PING_AFTER_IDLE`]; after an error the runner drops it, so the next
-/// transaction starts on a fresh one from the pool.
+/// A connection that a long-running task (the projection runner, the publisher) keeps
+/// between its transactions. sqlx pings a connection when it leaves the pool and again
+/// when it goes back, a round trip each on PostgreSQL and a hop to a worker thread on
+/// SQLite, and one message goes through two such transactions on its way to the gateway.
+/// A kept connection is pinged only after it sat idle for [`PING_AFTER_IDLE`]; after an
+/// error the task [`reset`](Self::reset)s it, so the next transaction starts on a fresh
+/// one from the pool.
 #[derive(Debug, Default)]
 pub(crate) struct HeldConnection {
     /// The connection and when it was last used.
@@ -249,6 +250,11 @@ impl HeldConnection {
         };
         let (conn, _) = self.conn.insert((conn, Instant::now()));
         db.begin_replayable(conn).await
+    }
+
+    /// Gives the connection back (after an error: it may be broken).
+    pub fn reset(&mut self) {
+        self.conn = None;
     }
 }
 
@@ -299,29 +305,6 @@ pub(crate) async fn set_checkpoint(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Moves checkpoint `name` from `from` (or beyond) to `to`, inside the transaction that
-/// handled the events in between, and says whether it did: a checkpoint that is behind
-/// `from` (its events still wait for it) or already at `to` stays where it is.
-/// PostgreSQL locks the row for the rest of the transaction; the batches that call this
-/// have locked another checkpoint first, and the tasks that lock this one alone lock
-/// nothing else, so no lock cycle can form.
-pub(crate) async fn follow_checkpoint(
-    conn: &mut AnyConnection,
-    name: &str,
-    from: u64,
-    to: u64,
-) -> Result<bool> {
-    let done = sqlx::query(&format!(
-        "UPDATE {CHECKPOINTS} SET position = $3 WHERE name = $1 AND position >= $2 AND position < $3"
-    ))
-    .bind(name)
-    .bind(to_i64(from))
-    .bind(to_i64(to))
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
 }
 
 /// A `u64` (id, position, permission bits) as the `i64` stored in a BIGINT column, bit for

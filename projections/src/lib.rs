@@ -2,13 +2,13 @@
 //!
 //! A projection runner tails the global event log ([`store::subscribe_all`]) and keeps
 //! read models in SQL (users, guilds, channels, members, invites, messages), one code path
-//! for SQLite and PostgreSQL through [`sqlx::AnyPool`]. With a bus, the runner also
-//! renders each event's Discord dispatch from the read models and publishes it as a
-//! [`bus::Envelope`], in the transaction that applies it (see `publisher.rs`).
+//! for SQLite and PostgreSQL through [`sqlx::AnyPool`]. A publisher tails the log a second
+//! time, behind the runner, renders each event's Discord dispatch from the read models
+//! and publishes it on the bus as a [`bus::Envelope`].
 //!
 //! * [`ReadDb`]: the read-model database (the same database as the event log).
-//! * [`Projections`]: the running runner (and the publisher's catch-up task);
-//!   [`Projections::wait_for`] gives REST handlers read-your-writes.
+//! * [`Projections`]: the running runner and publisher; [`Projections::wait_for`] gives
+//!   REST handlers read-your-writes.
 //! * [`queries`]: what the REST API and the gateway read, as Discord-shaped [`wire`]
 //!   structs.
 //! * [`rebuild()`] and [`status()`]: rebuild a projection into fresh tables and swap it in

@@ -1,25 +1,13 @@
-//! Publishing: each event's Discord dispatch, rendered from the read models, as a
-//! [`bus::Envelope`].
+//! The publisher: a second tail of the log, behind the read models, that renders each
+//! event's Discord dispatch from the read models and publishes a [`bus::Envelope`].
 //!
-//! The projection runner publishes the events of each batch it applies, inside the
-//! batch's transaction, after its changes and before its commit
-//! ([`crate::runner::apply_batch`]). The `publisher` checkpoint moves with the read
-//! models' in that transaction, so a crash before the commit republishes the batch when
-//! it is applied again: delivery is at least once, and gateways drop duplicates by
-//! (stream, revision). Because the read models' checkpoint row is locked for the batch,
-//! one process publishes a batch at a time, and in a cluster each event is normally
-//! published once.
-//!
-//! The read models do not wait for the bus. When publishing fails or stalls (NATS down
-//! and the client's buffer full), the runner commits its batch without it, leaves the
-//! `publisher` checkpoint behind and stops publishing; this module's catch-up task
-//! ([`run`]) then publishes from that checkpoint on in transactions of its own
-//! ([`publish_batch`]), retrying until it is level with the read models, and hands
-//! publishing back to the runner. It also publishes, at start-up, whatever a database's
-//! `publisher` checkpoint says is still unpublished.
+//! Delivery is at least once: a batch is published while its transaction holds the
+//! `publisher` checkpoint row, and the checkpoint is committed after the last publish. A
+//! crash in between republishes the batch; gateways drop duplicates by
+//! (stream, revision). The lock makes one process publish a batch at a time, so in a
+//! cluster each event is normally published once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,19 +19,16 @@ use domain::user::{UserEvent, UsernameEvent};
 use domain::{ChannelId, DomainEvent, GuildId, UserId};
 use sqlx::AnyConnection;
 use store::{DynStore, RecordedEvent};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-use crate::db::{follow_checkpoint, read_checkpoint, to_i64};
+use crate::db::{lock_checkpoint, set_checkpoint, to_i64, HeldConnection};
 use crate::queries;
 use crate::render;
 use crate::rows::{MessageRow, UserRow};
 use crate::{ReadDb, Result, PUBLISHER};
 
-/// Most events published per catch-up transaction.
+/// Most events published per transaction.
 const BATCH: u64 = 512;
-/// How long the runner waits for the bus to take a batch's envelopes before it commits
-/// the batch without them and leaves them to the catch-up task.
-pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Wait before retrying after a failure.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -54,149 +39,86 @@ pub(crate) struct Outgoing {
     pub envelope: Envelope,
 }
 
-/// Publishing of one process: the bus, and who publishes now (the runner, or the catch-up
-/// task while the `publisher` checkpoint is behind the read models).
-pub(crate) struct Publishing {
-    pub bus: Arc<dyn Bus>,
-    /// Set while the `publisher` checkpoint is level with the read models (as far as
-    /// this process knows): the runner publishes only then.
-    in_step: AtomicBool,
-    /// Wakes the catch-up task.
-    behind: Notify,
-}
-
-impl Publishing {
-    /// Starts behind: the catch-up task checks the checkpoints first.
-    pub fn new(bus: Arc<dyn Bus>) -> Arc<Publishing> {
-        let p = Arc::new(Publishing {
-            bus,
-            in_step: AtomicBool::new(false),
-            behind: Notify::new(),
-        });
-        p.behind.notify_one();
-        p
-    }
-
-    /// Whether the runner publishes its next batch.
-    pub fn in_step(&self) -> bool {
-        self.in_step.load(Ordering::Acquire)
-    }
-
-    /// The runner committed a batch it did not publish: the catch-up task takes over.
-    pub fn fell_behind(&self) {
-        self.in_step.store(false, Ordering::Release);
-        self.behind.notify_one();
-    }
-}
-
-/// Renders `events` (just applied to the read models in the transaction `conn` is in),
-/// in order.
-pub(crate) async fn render_all(
-    conn: &mut AnyConnection,
-    events: &[&RecordedEvent],
-) -> Result<Vec<Outgoing>> {
-    let mut renderer = Renderer::default();
-    let mut out = Vec::with_capacity(events.len());
-    for e in events {
-        out.extend(renderer.render(conn, e).await?);
-    }
-    Ok(out)
-}
-
-/// Publishes rendered envelopes in order.
-pub(crate) async fn send(bus: &dyn Bus, outgoing: &[Outgoing]) -> Result<()> {
-    for out in outgoing {
-        bus.publish(&out.subject, out.envelope.to_bytes()?).await?;
-    }
-    // The publishes woke the bus's writer (NATS: the connection's task); let it send
-    // before this task's next round trip instead of after.
-    tokio::task::yield_now().await;
-    Ok(())
-}
-
-/// The catch-up task: whenever the runner falls behind (and once at start-up), publishes
-/// from the `publisher` checkpoint up to the read models' position, then hands
-/// publishing back to the runner. Runs until `shutdown` is set.
+/// Runs the publisher until `shutdown` is set.
 pub(crate) async fn run(
     store: DynStore,
     db: ReadDb,
-    publishing: Arc<Publishing>,
-    projected: watch::Receiver<u64>,
+    bus: Arc<dyn Bus>,
+    mut projected: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut known = 0u64;
+    let mut conn = HeldConnection::default();
     loop {
-        tokio::select! {
-            _ = publishing.behind.notified() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        let mut before = None;
-        loop {
-            let target = *projected.borrow();
-            let step = tokio::select! {
-                r = publish_batch(&store, &db, publishing.bus.as_ref(), target) => r,
+        let target = *projected.borrow_and_update();
+        if target <= known {
+            let runner_gone = tokio::select! {
+                changed = projected.changed() => changed.is_err(),
                 _ = shutdown.wait_for(|s| *s) => return,
             };
-            match step {
-                Ok(published) if published >= target => {
-                    publishing.in_step.store(true, Ordering::Release);
-                    // A batch the runner committed meanwhile, unpublished, moved the
-                    // position (and notified): it is published on the next round.
-                    if *projected.borrow() <= published {
-                        break;
-                    }
-                }
-                Ok(published) if before != Some(published) => before = Some(published),
-                Ok(stuck) => {
-                    // No progress although the read models are ahead: should not happen
-                    // (the log has no holes); do not spin on it.
-                    tracing::warn!(checkpoint = stuck, target, "publishing made no progress");
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "publishing failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
-                    }
+            if runner_gone {
+                // Nothing will be projected any more: wait for the shutdown.
+                let _ = shutdown.wait_for(|s| *s).await;
+                return;
+            }
+            continue;
+        }
+        let step = tokio::select! {
+            r = publish_batch(&store, &db, &mut conn, bus.as_ref(), target) => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        match step {
+            Ok(position) => known = position,
+            Err(e) => {
+                conn.reset();
+                tracing::warn!(error = %e, "publisher failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
                 }
             }
         }
     }
 }
 
-/// Publishes the events after the `publisher` checkpoint up to `until` (a position the
-/// read models include), at most [`BATCH`] of them, and returns the checkpoint afterwards.
-/// It holds no lock while it renders and publishes (on SQLite a lock would be the
-/// database's only write lock, and the bus may be stalled): the checkpoint moves
-/// afterwards, only if nobody moved it meanwhile, and a batch that two processes publish
-/// at once arrives twice, which gateways drop.
-#[tracing::instrument(skip(store, db, bus))]
+/// Publishes the next batch of events up to `until` (a position the read models include)
+/// and returns the publisher checkpoint afterwards.
+#[tracing::instrument(skip(store, db, conn, bus))]
 pub(crate) async fn publish_batch(
     store: &DynStore,
     db: &ReadDb,
+    conn: &mut HeldConnection,
     bus: &dyn Bus,
     until: u64,
 ) -> Result<u64> {
-    let mut conn = db.pool.acquire().await?;
-    let checkpoint = read_checkpoint(&mut conn, PUBLISHER).await?;
+    let mut tx = conn.begin_replayable(db).await?;
+    let checkpoint = lock_checkpoint(&mut tx, db.dialect, PUBLISHER).await?;
     if checkpoint >= until {
+        tx.rollback().await?;
         return Ok(checkpoint);
     }
     let limit = (until - checkpoint).min(BATCH);
     let events = store
         .read_all(checkpoint, usize::try_from(limit).unwrap_or(512))
         .await?;
-    let events: Vec<&RecordedEvent> = events.iter().filter(|e| e.position <= until).collect();
+    let events: Vec<RecordedEvent> = events.into_iter().filter(|e| e.position <= until).collect();
     let Some(last) = events.last().map(|e| e.position) else {
+        tx.rollback().await?;
         return Ok(checkpoint);
     };
-    let outgoing = render_all(&mut conn, &events).await?;
-    send(bus, &outgoing).await?;
-    follow_checkpoint(&mut conn, PUBLISHER, checkpoint, last).await?;
-    read_checkpoint(&mut conn, PUBLISHER).await
+    let mut renderer = Renderer::default();
+    for e in &events {
+        for out in renderer.render(&mut tx, e).await? {
+            let bytes = out.envelope.to_bytes()?;
+            bus.publish(&out.subject, bytes).await?;
+        }
+    }
+    // The publishes woke the bus's writer (NATS: the connection's task); let it send
+    // before this task's next round trip instead of after.
+    tokio::task::yield_now().await;
+    set_checkpoint(&mut tx, PUBLISHER, last).await?;
+    tx.commit().await?;
+    Ok(last)
 }
 
 /// Renders envelopes, caching users within a batch.

@@ -8,16 +8,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::db::{self, lock_checkpoint, set_checkpoint, HeldConnection, ReadDb};
-use crate::publisher::{self, Publishing, PUBLISH_TIMEOUT};
 use crate::writer::{Plan, Target};
-use crate::{Result, PUBLISHER, READ_MODELS};
+use crate::{publisher, Result, READ_MODELS};
 
 /// Most events applied in one transaction.
 pub(crate) const MAX_BATCH: usize = 4096;
-/// Largest batch the runner publishes itself. A larger one is a backlog (a restart after
-/// downtime, a burst): the runner applies it at full speed and leaves its publishing to
-/// the catch-up task, which renders on a connection of its own meanwhile.
-pub(crate) const PUBLISH_MAX: usize = 64;
 /// Pages read ahead of the applier.
 const READ_AHEAD: usize = 8;
 /// Wait before retrying after a failure.
@@ -120,44 +115,31 @@ pub(crate) struct BatchOutcome {
     pub checkpoint: u64,
     /// Events applied by this transaction.
     pub applied: usize,
-    /// False if this transaction applied events that it did not publish (publishing
-    /// failed, or the publisher's checkpoint is behind): the catch-up task must.
-    pub published: bool,
 }
 
 /// Applies `batch` (the events after `after`, in order) to `target` in one transaction
-/// that locks the read models' checkpoint first and sets it last. Events at or below the
-/// locked checkpoint are skipped (another process applied them). If the checkpoint is
-/// below `after`, nothing is applied: the caller must re-read from the checkpoint. `plan`
-/// is `batch`'s plan made in advance; it is used when every event is to be applied.
-///
-/// With `publishing` that is in step, and at most [`PUBLISH_MAX`] events to apply, the
-/// events are also rendered, from the read models as this transaction left them, and
-/// published before it commits, and the transaction moves the publisher's checkpoint
-/// along with its own: a crash before the commit loses the batch's changes and both
-/// checkpoints together, so the batch is applied and published again (at least once;
-/// gateways drop duplicates). Otherwise, or if the bus fails or does not take the
-/// envelopes within [`PUBLISH_TIMEOUT`], the batch commits without moving the
-/// publisher's checkpoint, for the catch-up task to publish.
-#[tracing::instrument(skip(db, conn, batch, plan, target, publishing), fields(events = batch.len()))]
+/// that locks checkpoint `name` first and sets it last. Events at or below the locked
+/// checkpoint are skipped (another process applied them). If the checkpoint is below
+/// `after`, nothing is applied: the caller must re-read from the checkpoint. `plan` is
+/// `batch`'s plan made in advance; it is used when every event is to be applied.
+#[tracing::instrument(skip(db, conn, batch, plan, target), fields(events = batch.len()))]
 pub(crate) async fn apply_batch(
     db: &ReadDb,
     conn: &mut HeldConnection,
+    name: &str,
     target: &Target,
     after: u64,
     batch: &[RecordedEvent],
     plan: Option<Plan>,
-    publishing: Option<&Publishing>,
 ) -> Result<BatchOutcome> {
     let mut tx = conn.begin_replayable(db).await?;
-    let checkpoint = lock_checkpoint(&mut tx, db.dialect, READ_MODELS).await?;
+    let checkpoint = lock_checkpoint(&mut tx, db.dialect, name).await?;
     let last = batch.last().map_or(after, |e| e.position);
     if checkpoint < after || checkpoint >= last {
         tx.rollback().await?;
         return Ok(BatchOutcome {
             checkpoint,
             applied: 0,
-            published: true,
         });
     }
     let events: Vec<&RecordedEvent> = batch.iter().filter(|e| e.position > checkpoint).collect();
@@ -169,66 +151,24 @@ pub(crate) async fn apply_batch(
         tracing::debug!(skipped = plan.skipped, "events without read-model changes");
     }
     plan.write(&mut tx, db.dialect, target).await?;
-    let published = match publishing {
-        Some(p) if p.in_step() && events.len() <= PUBLISH_MAX => {
-            publish_in(&mut tx, p, &events, checkpoint, last).await?
-        }
-        Some(_) => false,
-        None => true,
-    };
-    set_checkpoint(&mut tx, READ_MODELS, last).await?;
+    set_checkpoint(&mut tx, name, last).await?;
     tx.commit().await?;
     Ok(BatchOutcome {
         checkpoint: last,
         applied: events.len(),
-        published,
     })
 }
 
-/// Renders and publishes `events` inside the batch transaction `tx`, and moves the
-/// publisher's checkpoint from `from` to `to`. False if the bus failed or stalled, or the
-/// checkpoint was behind `from`; database errors fail the batch.
-async fn publish_in(
-    tx: &mut sqlx::AnyConnection,
-    publishing: &Publishing,
-    events: &[&RecordedEvent],
-    from: u64,
-    to: u64,
-) -> Result<bool> {
-    let outgoing = publisher::render_all(tx, events).await?;
-    let sent = tokio::time::timeout(
-        PUBLISH_TIMEOUT,
-        publisher::send(publishing.bus.as_ref(), &outgoing),
-    )
-    .await;
-    match sent {
-        Ok(Ok(())) => db::follow_checkpoint(tx, PUBLISHER, from, to).await,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "publishing failed; the read models go on without it");
-            Ok(false)
-        }
-        Err(_) => {
-            tracing::warn!(
-                timeout = ?PUBLISH_TIMEOUT,
-                "the bus did not take a batch in time; the read models go on without it"
-            );
-            Ok(false)
-        }
-    }
-}
-
-/// Runs the read-model projection (and, with a bus, the publishing) until `shutdown` is
-/// set, retrying after failures.
+/// Runs the read-model projection until `shutdown` is set, retrying after failures.
 async fn run_projection(
     store: DynStore,
     db: ReadDb,
-    publishing: Option<Arc<Publishing>>,
     position: watch::Sender<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let result = tokio::select! {
-            r = project(&store, &db, publishing.as_deref(), &position) => r,
+            r = project(&store, &db, &position) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         if let Err(e) = result {
@@ -241,23 +181,17 @@ async fn run_projection(
     }
 }
 
-/// Tails the log from the stored checkpoint and applies (and publishes) batch after
-/// batch.
-async fn project(
-    store: &DynStore,
-    db: &ReadDb,
-    publishing: Option<&Publishing>,
-    position: &watch::Sender<u64>,
-) -> Result<()> {
+/// Tails the log from the stored checkpoint and applies batch after batch.
+async fn project(store: &DynStore, db: &ReadDb, position: &watch::Sender<u64>) -> Result<()> {
     let mut after = {
         let mut conn = db.pool.acquire().await?;
         db::ensure_checkpoint(&mut conn, READ_MODELS, 0).await?;
         db::read_checkpoint(&mut conn, READ_MODELS).await?
     };
     advance(position, after);
+    let target = Target::live();
     // Dropped with the rest when a batch fails: the retry takes a fresh connection.
     let mut conn = HeldConnection::default();
-    let target = Target::live();
     let mut tail = Tail::start(store.clone(), after, MAX_BATCH);
     loop {
         let Prepared { events, plan } = tail.next().await?;
@@ -265,11 +199,11 @@ async fn project(
         let outcome = apply_batch(
             db,
             &mut conn,
+            READ_MODELS,
             &target,
             after,
             &events,
             Some(plan),
-            publishing,
         )
         .await?;
         if outcome.checkpoint != last {
@@ -284,9 +218,6 @@ async fn project(
         }
         after = outcome.checkpoint;
         advance(position, after);
-        if let (Some(p), false) = (publishing, outcome.published) {
-            p.fell_behind();
-        }
     }
 }
 
@@ -302,8 +233,7 @@ fn advance(position: &watch::Sender<u64>, to: u64) {
     });
 }
 
-/// The running read side: the projection runner, which with a bus also publishes, and
-/// the publisher's catch-up task.
+/// The running read side: the projection runner and, with a bus, the publisher.
 pub struct Projections {
     position: watch::Receiver<u64>,
     shutdown: watch::Sender<bool>,
@@ -319,7 +249,7 @@ impl std::fmt::Debug for Projections {
 }
 
 impl Projections {
-    /// Starts the runner (publishing on `bus` when given) on the current runtime.
+    /// Starts the runner (and the publisher when `bus` is given) on the current runtime.
     /// The checkpoint rows are created if missing; the runner resumes at its checkpoint.
     pub async fn start(
         store: DynStore,
@@ -339,24 +269,21 @@ impl Projections {
         };
         let (position_tx, position) = watch::channel(initial);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let publishing = bus.map(Publishing::new);
-        let mut tasks = Vec::with_capacity(2);
-        if let Some(p) = &publishing {
+        let mut tasks = vec![tokio::spawn(run_projection(
+            store.clone(),
+            db.clone(),
+            position_tx,
+            shutdown_rx.clone(),
+        ))];
+        if let Some(bus) = bus {
             tasks.push(tokio::spawn(publisher::run(
-                store.clone(),
-                db.clone(),
-                p.clone(),
+                store,
+                db,
+                bus,
                 position.clone(),
-                shutdown_rx.clone(),
+                shutdown_rx,
             )));
         }
-        tasks.push(tokio::spawn(run_projection(
-            store,
-            db,
-            publishing,
-            position_tx,
-            shutdown_rx,
-        )));
         Ok(Projections {
             position,
             shutdown,
@@ -378,8 +305,7 @@ impl Projections {
         matches!(tokio::time::timeout(timeout, reached).await, Ok(true))
     }
 
-    /// Stops the runner and the catch-up task, letting a batch in flight finish or roll
-    /// back.
+    /// Stops the runner and the publisher, letting a batch in flight finish or roll back.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
