@@ -113,6 +113,8 @@ const INSERT_ALONE: &str = concat!(
 const UNIQUE_VIOLATION: &str = "23505";
 /// The channel on which commits announce the new head.
 pub const NOTIFY_CHANNEL: &str = "chorus_events";
+/// How long [`PostgresStore::connect`] waits for the server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections in a pool opened by [`PostgresStore::connect`].
 const MAX_CONNECTIONS: u32 = 16;
 /// After how long without appends the appender checks its connection before using it.
@@ -154,6 +156,17 @@ impl PostgresStore {
 
     /// [`connect`](Self::connect) with parsed options.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        // One direct connection first, so that an unreachable server or a refused login
+        // is reported at once: the pool would retry for its whole acquire timeout (30 s).
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                StoreError::Backend(format!(
+                    "PostgreSQL did not answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })??;
+        let _ = probe.close().await;
         // No ping when a connection leaves the pool (sqlx's default): it is a round trip
         // before every read. A connection that died while pooled fails its read at
         // once instead, and `read` retries on another (sqlx closes the dead one).

@@ -57,6 +57,7 @@ fn configuration_errors_say_what_is_wrong_and_exit_non_zero() {
         ),
     ];
     for (args, expected) in cases {
+        let started = std::time::Instant::now();
         let out = chorus()
             .args(&args)
             .arg("--data-dir")
@@ -66,6 +67,13 @@ fn configuration_errors_say_what_is_wrong_and_exit_non_zero() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} should fail");
+        // Not a speed check: a refused connection is reported when it is refused, not
+        // after a connection pool's 30 s of retries.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{args:?} took {:?} to fail",
+            started.elapsed()
+        );
         assert!(
             stderr.contains(expected),
             "{args:?}: expected {expected:?} in {stderr}"
