@@ -24,6 +24,8 @@ on_both_backends!(
     status_reports_each_checkpoint_and_its_lag,
     moderation_reaches_the_read_models_the_bus_and_the_audit_log,
     only_replayable_transactions_skip_the_commit_flush,
+    the_read_models_go_on_while_the_bus_fails_and_everything_is_published_once_it_is_back,
+    a_backlog_found_at_start_is_published_once_and_in_order,
 );
 
 async fn start(e: &common::Env) -> Projections {
@@ -1127,4 +1129,161 @@ async fn synchronous_commit(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> String
         .await
         .unwrap()
         .get::<String, _>(0)
+}
+
+/// The in-process bus with a switch: while it is down, publishing fails (or, stalling,
+/// waits until it is up again), as NATS does while it is unreachable (an error, or a
+/// full client buffer).
+struct FlakyBus {
+    inner: InProcessBus,
+    down: tokio::sync::watch::Sender<bool>,
+    stall: bool,
+}
+
+#[async_trait::async_trait]
+impl Bus for FlakyBus {
+    async fn publish(&self, subject: &str, payload: bytes::Bytes) -> Result<(), bus::BusError> {
+        if *self.down.borrow() {
+            if !self.stall {
+                return Err(bus::BusError::Publish {
+                    subject: subject.to_owned(),
+                    source: "the bus is down".into(),
+                });
+            }
+            let mut up = self.down.subscribe();
+            let _ = up.wait_for(|down| !*down).await;
+        }
+        self.inner.publish(subject, payload).await
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<bus::BusSubscription, bus::BusError> {
+        self.inner.subscribe(pattern).await
+    }
+
+    async fn flush(&self) {}
+}
+
+async fn the_read_models_go_on_while_the_bus_fails_and_everything_is_published_once_it_is_back(
+    backend: Backend,
+) {
+    read_models_do_not_wait_for_the_bus(backend, false).await;
+}
+
+/// PostgreSQL only: the bus that can stall (NATS, with a full client buffer) runs only
+/// with PostgreSQL, and on SQLite the publisher's transaction holds the database's only
+/// write lock while it publishes (the in-process bus never blocks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_models_go_on_while_the_bus_stalls_and_everything_is_published_once_it_moves() {
+    read_models_do_not_wait_for_the_bus(Backend::Postgres, true).await;
+}
+
+/// Given projections that publish, when the bus goes down, then the read models still
+/// reach every event and the publisher's checkpoint stays behind; when the bus is back,
+/// every event is published and the checkpoint catches up, without a new event to wake
+/// it.
+async fn read_models_do_not_wait_for_the_bus(backend: Backend, stall: bool) {
+    let e = env(backend).await;
+    let inner = InProcessBus::default();
+    let mut sub = inner.subscribe("chorus.>").await.unwrap();
+    let (down, _) = tokio::sync::watch::channel(false);
+    let bus = Arc::new(FlakyBus { inner, down, stall });
+    let p = Projections::start(e.store.clone(), e.db.clone(), Some(bus.clone()))
+        .await
+        .unwrap();
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    publisher_reaches(&e.db, w.position).await;
+    let before_outage = w.position;
+
+    bus.down.send_replace(true);
+    for i in 0..5 {
+        w.send(c.general, c.alice, &format!("while down {i}"), None)
+            .await;
+    }
+    assert!(
+        p.wait_for(w.position, WAIT).await,
+        "the read models reach every event while the bus is down"
+    );
+    let page = queries::messages(&e.db, c.general, MessageAnchor::Latest, 1)
+        .await
+        .unwrap();
+    assert_eq!(page[0].content, "while down 4");
+    let behind = e.db.checkpoint(projections::PUBLISHER).await.unwrap();
+    assert!(
+        (before_outage..w.position).contains(&behind),
+        "the publisher's checkpoint waits below the unpublished events: {behind}"
+    );
+
+    bus.down.send_replace(false);
+    let got = collect_until(&mut sub, w.position).await;
+    let mut positions: Vec<u64> = got.iter().map(|(_, e)| e.position).collect();
+    positions.sort_unstable();
+    positions.dedup();
+    assert_eq!(
+        positions,
+        (1..=w.position).collect::<Vec<_>>(),
+        "every event published"
+    );
+    publisher_reaches(&e.db, w.position).await;
+
+    // And publishing goes on: a new event is published.
+    w.send(c.general, c.bob, "after", None).await;
+    let got = collect_until(&mut sub, w.position).await;
+    assert!(got.iter().any(|(_, e)| e.data["content"] == "after"));
+    publisher_reaches(&e.db, w.position).await;
+    p.shutdown().await;
+}
+
+/// Given more events in the log than the runner publishes in one batch, when projections
+/// start with a bus, then every event is published exactly once, in log order, and the
+/// publisher's checkpoint reaches the read models'; the next event is published too.
+async fn a_backlog_found_at_start_is_published_once_and_in_order(backend: Backend) {
+    let e = env(backend).await;
+    let mut w = World::new(e.store.clone());
+    let c = community(&mut w).await;
+    for i in 0..100 {
+        w.send(c.general, c.bob, &format!("backlog {i}"), None)
+            .await;
+    }
+    let backlog = w.position;
+    assert!(backlog > 100);
+    let bus = InProcessBus::default();
+    let mut sub = bus.subscribe("chorus.>").await.unwrap();
+    let p = Projections::start(e.store.clone(), e.db.clone(), Some(Arc::new(bus.clone())))
+        .await
+        .unwrap();
+    let got = collect_until(&mut sub, backlog).await;
+    let positions: Vec<u64> = got.iter().map(|(_, e)| e.position).collect();
+    assert!(positions.windows(2).all(|w| w[0] <= w[1]), "in log order");
+    let mut distinct = positions.clone();
+    distinct.dedup();
+    assert_eq!(distinct, (1..=backlog).collect::<Vec<_>>(), "every event");
+    let mut keys: Vec<_> = got
+        .iter()
+        .map(|(s, e)| (e.stream_id.clone(), e.revision, s.clone()))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "nothing published twice");
+
+    w.send(c.general, c.alice, "live", None).await;
+    let got = collect_until(&mut sub, w.position).await;
+    assert_eq!(got.len(), 1, "only the new event: {got:?}");
+    assert_eq!(got[0].1.data["content"], "live");
+    assert!(p.wait_for(w.position, WAIT).await);
+    publisher_reaches(&e.db, w.position).await;
+    p.shutdown().await;
+}
+
+/// Waits until the publisher's checkpoint reaches `position`.
+async fn publisher_reaches(db: &ReadDb, position: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while db.checkpoint(projections::PUBLISHER).await.unwrap() < position {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the publisher's checkpoint reaches {position}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
