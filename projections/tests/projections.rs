@@ -452,26 +452,7 @@ async fn the_publisher_puts_every_event_on_the_bus_with_the_expected_dispatches_
     p.shutdown().await;
 
     // Every event, in log order (two envelopes for a MemberJoined), none twice.
-    let positions: Vec<u64> = got.iter().map(|(_, e)| e.position).collect();
-    assert!(
-        positions.windows(2).all(|w| w[0] <= w[1]),
-        "positions never go back"
-    );
-    let mut distinct = positions.clone();
-    distinct.dedup();
-    assert_eq!(
-        distinct,
-        (1..=w.position).collect::<Vec<_>>(),
-        "every event published"
-    );
-    let mut keys: Vec<_> = got
-        .iter()
-        .map(|(s, e)| (e.stream_id.clone(), e.revision, s.clone()))
-        .collect();
-    let n = keys.len();
-    keys.sort();
-    keys.dedup();
-    assert_eq!(keys.len(), n, "nothing published twice");
+    assert_every_event_once_in_order(&got, w.position);
 
     let find = |dispatch: &str| -> Vec<&(String, Envelope)> {
         got.iter()
@@ -1253,19 +1234,7 @@ async fn a_backlog_found_at_start_is_published_once_and_in_order(backend: Backen
         .await
         .unwrap();
     let got = collect_until(&mut sub, backlog).await;
-    let positions: Vec<u64> = got.iter().map(|(_, e)| e.position).collect();
-    assert!(positions.windows(2).all(|w| w[0] <= w[1]), "in log order");
-    let mut distinct = positions.clone();
-    distinct.dedup();
-    assert_eq!(distinct, (1..=backlog).collect::<Vec<_>>(), "every event");
-    let mut keys: Vec<_> = got
-        .iter()
-        .map(|(s, e)| (e.stream_id.clone(), e.revision, s.clone()))
-        .collect();
-    let n = keys.len();
-    keys.sort();
-    keys.dedup();
-    assert_eq!(keys.len(), n, "nothing published twice");
+    assert_every_event_once_in_order(&got, backlog);
 
     w.send(c.general, c.alice, "live", None).await;
     let got = collect_until(&mut sub, w.position).await;
@@ -1286,4 +1255,29 @@ async fn publisher_reaches(db: &ReadDb, position: u64) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `got` holds every event from position 1 to `last`, in log order, and no envelope twice
+/// (an event may have several envelopes, on different subjects).
+fn assert_every_event_once_in_order(got: &[(String, Envelope)], last: u64) {
+    let positions: Vec<u64> = got.iter().map(|(_, e)| e.position).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] <= w[1]),
+        "positions never go back"
+    );
+    let mut distinct = positions.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        (1..=last).collect::<Vec<_>>(),
+        "every event published"
+    );
+    let mut keys: Vec<_> = got
+        .iter()
+        .map(|(s, e)| (e.stream_id.clone(), e.revision, s.clone()))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "nothing published twice");
 }
