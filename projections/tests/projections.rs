@@ -1215,9 +1215,10 @@ async fn read_models_do_not_wait_for_the_bus(backend: Backend, stall: bool) {
     p.shutdown().await;
 }
 
-/// Given more events in the log than the runner publishes in one batch, when projections
-/// start with a bus, then every event is published exactly once, in log order, and the
-/// publisher's checkpoint reaches the read models'; the next event is published too.
+/// Given events logged before projections ever ran, when they start with a bus, then the
+/// publisher (created at the read models' checkpoint, 0) publishes every one of them
+/// exactly once, in log order, while the runner applies them, and its checkpoint reaches
+/// the read models'; the next event is published too.
 async fn a_backlog_found_at_start_is_published_once_and_in_order(backend: Backend) {
     let e = env(backend).await;
     let mut w = World::new(e.store.clone());

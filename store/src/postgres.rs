@@ -167,14 +167,15 @@ impl PostgresStore {
                 ))
             })??;
         let _ = probe.close().await;
+        // The probe has answered for the server, so the pool opens its connections when
+        // they are first needed (the migrations, right below) instead of one more now.
         // No ping when a connection leaves the pool (sqlx's default): it is a round trip
         // before every read. A connection that died while pooled fails its read at
         // once instead, and `read` retries on another (sqlx closes the dead one).
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
+            .connect_lazy_with(options);
         Self::from_pool(pool).await
     }
 
