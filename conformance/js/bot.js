@@ -68,7 +68,10 @@ client.once(Events.ClientReady, (c) => {
   const guild = c.guilds.cache.get(GUILD_ID);
   if (!guild) return fail(`the guild ${GUILD_ID} is not in the cache after READY`);
   if (!guild.channels.cache.get(CHANNEL_ID)) return fail(`the channel ${CHANNEL_ID} is not in the guild`);
-  step("ready", `user=${c.user.id} guild=${guild.name}`);
+  // discord.js finds the bot's own role by its tags.botId.
+  const own = guild.roles.botRoleFor(c.user);
+  if (!own || !own.managed) return fail(`no managed role tagged with the bot: ${guild.roles.cache.map((r) => r.name)}`);
+  step("ready", `user=${c.user.id} guild=${guild.name} role=${own.id}`);
 });
 
 client.on(Events.MessageCreate, async (message) => {

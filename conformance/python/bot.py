@@ -107,7 +107,12 @@ async def on_ready():
     if guild.me is None:
         fail("guild.me is missing (no member for the bot in GUILD_CREATE)")
         return
-    step("ready", f"user={bot.user.id} guild={guild.name}")
+    # discord.py finds the bot's own role by its tags.bot_id.
+    own = guild.self_role
+    if own is None or not own.is_bot_managed() or own not in guild.me.roles:
+        fail(f"no managed role tagged with the bot: {guild.roles!r}")
+        return
+    step("ready", f"user={bot.user.id} guild={guild.name} role={own.id}")
     arrived("ready")
 
 

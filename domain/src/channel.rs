@@ -537,6 +537,7 @@ mod tests {
                     mentionable: false,
                     position: 1,
                     managed: false,
+                    bot_id: None,
                 },
             },
             GuildEvent::MemberUpdated {

@@ -953,6 +953,7 @@ pub fn decide(state: &GuildState, command: GuildCommand) -> Result<Vec<GuildEven
                 mentionable,
                 position: 1,
                 managed: false,
+                bot_id: None,
             },
             now_ms,
         ),

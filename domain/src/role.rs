@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::permissions::{Permissions, RoleRank};
-use crate::{DomainError, GuildId, RoleId};
+use crate::{DomainError, GuildId, RoleId, UserId};
 
 /// Discord's limit of roles per guild (not counting @everyone).
 pub const MAX_ROLES: usize = 250;
@@ -79,6 +79,12 @@ pub struct Role {
     /// Managed by an integration (a bot's own role): never assigned or removed by hand.
     #[serde(default)]
     pub managed: bool,
+    /// For a bot's managed role, the bot (Discord's `tags.bot_id`); the role goes when the
+    /// bot leaves the guild. Events stored before the field existed have none; such a
+    /// role is still recognised as a departing bot's by being a managed role that only
+    /// the bot holds (see `guild::bots::roles_leaving_with`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_id: Option<UserId>,
 }
 
 impl Role {
@@ -93,6 +99,7 @@ impl Role {
             mentionable: false,
             position: 0,
             managed: false,
+            bot_id: None,
         }
     }
 

@@ -433,6 +433,7 @@ impl Renderer {
                     permissions: role.permissions.bits(),
                     managed: role.managed,
                     mentionable: role.mentionable,
+                    bot_id: role.bot_id,
                 };
                 let data = to_json(&crate::wire::GuildRole {
                     guild_id,

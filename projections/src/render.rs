@@ -160,6 +160,7 @@ pub(crate) fn everyone_role(row: &GuildRow) -> wire::Role {
         managed: false,
         mentionable: false,
         flags: 0,
+        tags: None,
     }
 }
 
@@ -182,6 +183,9 @@ pub(crate) fn role(row: &RoleRow) -> wire::Role {
         managed: row.managed,
         mentionable: row.mentionable,
         flags: 0,
+        tags: row.bot_id.map(|bot_id| wire::RoleTags {
+            bot_id: Some(bot_id),
+        }),
     }
 }
 

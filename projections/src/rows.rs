@@ -263,11 +263,13 @@ pub(crate) struct RoleRow {
     pub permissions: u64,
     pub managed: bool,
     pub mentionable: bool,
+    /// For a bot's managed role, the bot.
+    pub bot_id: Option<UserId>,
 }
 
 impl RoleRow {
     pub const COLUMNS: &'static str =
-        "guild_id, id, name, color, hoist, position, permissions, managed, mentionable";
+        "guild_id, id, name, color, hoist, position, permissions, managed, mentionable, bot_id";
 
     pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(RoleRow {
@@ -280,6 +282,7 @@ impl RoleRow {
             permissions: to_u64(int(row, "permissions")?),
             managed: flag(row, "managed")?,
             mentionable: flag(row, "mentionable")?,
+            bot_id: opt_id(row, "bot_id")?,
         })
     }
 }

@@ -147,6 +147,11 @@ const ROLES: &[Column] = &[
     col("permissions", Int, "permission bits (u64 bits in an i64)"),
     col("managed", Int, "1 if managed by an integration"),
     col("mentionable", Int, "1 if anyone may mention it"),
+    null(
+        "bot_id",
+        Int,
+        "for a bot's managed role, the bot (Discord's tags.bot_id)",
+    ),
 ];
 
 const MEMBER_ROLES: &[Column] = &[
@@ -419,12 +424,21 @@ fn render_table(dialect: Dialect, table: Table, physical: &str, comments: bool) 
 /// start-up. Earlier read-model migrations (`0002_read_models.sql`) are released and
 /// frozen; a schema change released after this one gets a new file name here, and the
 /// old file stays as it was.
-pub const MIGRATION_FILE: &str = "0003_read_models_v2.sql";
+pub const MIGRATION_FILE: &str = "0004_read_models_v3.sql";
 
 /// Names of read-model tables that released migrations created: the generated
 /// migration drops each one that still exists before it creates the current tables.
 const RELEASED_TABLES: &[&str] = &[
-    "users", "guilds", "channels", "members", "invites", "messages",
+    "users",
+    "guilds",
+    "channels",
+    "members",
+    "invites",
+    "messages",
+    "roles",
+    "member_roles",
+    "bans",
+    "audit_log",
 ];
 
 /// The text of the migration [`MIGRATION_FILE`] for `dialect`.
@@ -508,6 +522,14 @@ mod tests {
             (
                 "postgres/0002_read_models.sql",
                 "ae221265630a3175b9912ac0e50bbeec9d027485beda0b0f7eda33fbb96e6a30",
+            ),
+            (
+                "sqlite/0003_read_models_v2.sql",
+                "0199a8a7e2fed04b434b7056974bec1a1ea1da21e102f3deab94ca083357028c",
+            ),
+            (
+                "postgres/0003_read_models_v2.sql",
+                "23c60b03ffa0688a7c5e9141ed0671ce2704fa034a3f3610bcddb94104ad95ac",
             ),
         ];
         for (file, sha256) in released {

@@ -73,6 +73,17 @@ pub struct Role {
     pub managed: bool,
     pub mentionable: bool,
     pub flags: u64,
+    /// Present only when the role has a tag (Discord omits it otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<RoleTags>,
+}
+
+/// What a role is for, when it is not an ordinary role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleTags {
+    /// The bot whose managed role this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_id: Option<UserId>,
 }
 
 /// A permission overwrite of a channel.

@@ -242,17 +242,7 @@ impl Plan {
                         let everyone = domain::role::Role::everyone(gid, everyone_permissions);
                         self.push(Op::Insert(
                             Table::Roles,
-                            vec![
-                                Val::Int(to_i64(gid.get())),
-                                Val::Int(to_i64(everyone.id.get())),
-                                Val::Text(everyone.name.into_string()),
-                                Val::Int(0),
-                                b(false),
-                                Val::Int(0),
-                                Val::Int(to_i64(everyone.permissions.bits())),
-                                b(false),
-                                b(false),
-                            ],
+                            moderation::role_row(to_i64(gid.get()), &everyone),
                         ));
                         true
                     }

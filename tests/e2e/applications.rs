@@ -184,6 +184,13 @@ async fn a_bot_joins_a_guild_and_talks(shape: Shape) {
     assert_eq!(managed.len(), 1, "one managed role: {roles:?}");
     assert_eq!(managed[0]["name"], "Helper");
     assert_eq!(managed[0]["permissions"], "3072");
+    // Tagged with its bot, as discord.py's `Role.is_bot_managed()` and discord.js's
+    // `role.tags.botId` read it; other roles carry no tags at all.
+    assert_eq!(managed[0]["tags"]["bot_id"], app_id.as_str(), "{roles:?}");
+    for other in roles.iter().filter(|r| r["managed"] == false) {
+        assert!(other.get("tags").is_none(), "untagged role: {other}");
+    }
+    let bot_role_id = managed[0]["id"].as_str().unwrap().to_owned();
 
     // It receives a message and answers with its token.
     owner
@@ -222,6 +229,31 @@ async fn a_bot_joins_a_guild_and_talks(shape: Shape) {
     assert_eq!(bot_api.call("GET", "/users/@me", None).await.status, 401);
     let fresh = anon.with_token(&format!("Bot {new_token}"));
     assert_eq!(fresh.ok("GET", "/users/@me", None).await["bot"], true);
+
+    // Kicked, the bot takes its managed role with it, as on Discord.
+    let r = owner
+        .call(
+            "DELETE",
+            &format!("/guilds/{guild_id}/members/{app_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let removed = owner_gw.wait_for("GUILD_MEMBER_REMOVE").await;
+    assert_eq!(removed["user"]["id"], app_id.as_str());
+    let gone = owner_gw.wait_for("GUILD_ROLE_DELETE").await;
+    assert_eq!(gone["role_id"], bot_role_id.as_str());
+    let roles = owner
+        .ok("GET", &format!("/guilds/{guild_id}/roles"), None)
+        .await;
+    assert!(
+        roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != bot_role_id.as_str()),
+        "{roles}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,6 +71,7 @@ pub(super) fn add(state: &GuildState, cmd: AddBot) -> Result<Vec<GuildEvent>, Do
             mentionable: false,
             position: 1,
             managed: true,
+            bot_id: Some(cmd.bot_id),
         },
     });
     events.push(GuildState::member_updated(
@@ -83,10 +84,36 @@ pub(super) fn add(state: &GuildState, cmd: AddBot) -> Result<Vec<GuildEvent>, Do
     Ok(events)
 }
 
+/// The deletions of the managed roles that go when `user_id` leaves the guild (kicked,
+/// banned or by themselves), as Discord deletes a bot's role with the bot: the roles
+/// whose `bot_id` is the user, and managed roles without one (from events stored before
+/// `bot_id` existed) that the user alone holds, since only [`AddBot`] makes managed
+/// roles and gives each to its bot. Empty for anyone but a bot.
+pub(super) fn roles_leaving_with(state: &GuildState, user_id: UserId) -> Vec<GuildEvent> {
+    let held = |role: RoleId| {
+        state
+            .members
+            .iter()
+            .filter(|(_, m)| m.has_role(role))
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>()
+    };
+    state
+        .roles
+        .values()
+        .filter(|r| match r.bot_id {
+            Some(bot) => bot == user_id,
+            None => r.managed && held(r.id) == [user_id],
+        })
+        .map(|r| GuildEvent::RoleDeleted { role_id: r.id })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{decide, GuildCommand};
     use super::*;
+    use crate::member::RemovalReason;
     use crate::testing::given;
     use crate::values::GuildName;
     use crate::{ChannelId, DomainError, GuildId};
@@ -132,6 +159,7 @@ mod tests {
                 mentionable: false,
                 position: 1,
                 managed: false,
+                bot_id: None,
             },
         });
         history.push(GuildState::member_updated(
@@ -172,6 +200,7 @@ mod tests {
             mentionable: false,
             position: 1,
             managed: true,
+            bot_id: Some(BOT),
         };
         assert_eq!(
             events,
@@ -268,6 +297,136 @@ mod tests {
         assert_eq!(
             decide(&given(&history), add_bot(OWNER, Permissions::NONE)).unwrap_err(),
             DomainError::Banned
+        );
+    }
+    /// The guild with the bot added by the owner.
+    fn with_bot() -> Vec<GuildEvent> {
+        let mut history = guild();
+        let added = decide(&given(&history), add_bot(OWNER, Permissions::SEND_MESSAGES)).unwrap();
+        history.extend(added);
+        history
+    }
+
+    fn removal(user_id: UserId, reason: RemovalReason) -> GuildEvent {
+        GuildEvent::MemberRemoved { user_id, reason }
+    }
+
+    #[test]
+    fn a_bot_role_names_its_bot_and_goes_with_it_when_kicked_banned_or_leaving() {
+        let state: GuildState = given(&with_bot());
+        assert_eq!(state.role(BOT_ROLE).unwrap().bot_id, Some(BOT));
+        let role_gone = GuildEvent::RoleDeleted { role_id: BOT_ROLE };
+
+        let kicked = decide(
+            &state,
+            GuildCommand::KickMember {
+                actor: OWNER,
+                user_id: BOT,
+                now_ms: NOW,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            kicked,
+            vec![removal(BOT, RemovalReason::Kick), role_gone.clone()]
+        );
+        let after: GuildState = given(&[with_bot(), kicked].concat());
+        assert!(after.role(BOT_ROLE).is_none());
+
+        let banned = decide(
+            &state,
+            GuildCommand::BanMember {
+                actor: OWNER,
+                user_id: BOT,
+                delete_message_seconds: 0,
+                now_ms: NOW,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            banned,
+            vec![
+                GuildEvent::MemberBanned {
+                    user_id: BOT,
+                    delete_message_seconds: 0,
+                },
+                removal(BOT, RemovalReason::Ban),
+                role_gone.clone(),
+            ]
+        );
+
+        let left = decide(&state, GuildCommand::Leave { user_id: BOT }).unwrap();
+        assert_eq!(left, vec![removal(BOT, RemovalReason::Leave), role_gone]);
+
+        // Added again, the bot gets a new role (the old id is free again).
+        let history = [with_bot(), left].concat();
+        let again = decide(&given(&history), add_bot(OWNER, Permissions::NONE)).unwrap();
+        assert!(again.iter().any(|e| matches!(
+            e,
+            GuildEvent::RoleCreated { role } if role.bot_id == Some(BOT) && role.managed
+        )));
+    }
+
+    #[test]
+    fn other_members_leaving_take_no_role_with_them() {
+        let state: GuildState = given(&with_bot());
+        // MANAGER holds the unmanaged MANAGERS role alone; it stays.
+        assert_eq!(
+            decide(&state, GuildCommand::Leave { user_id: MANAGER }).unwrap(),
+            vec![removal(MANAGER, RemovalReason::Leave)]
+        );
+        assert_eq!(
+            decide(
+                &state,
+                GuildCommand::KickMember {
+                    actor: OWNER,
+                    user_id: MEMBER,
+                    now_ms: NOW,
+                },
+            )
+            .unwrap(),
+            vec![removal(MEMBER, RemovalReason::Kick)]
+        );
+    }
+
+    /// A bot role stored before roles named their bot: managed, no `bot_id`.
+    fn legacy_bot_role() -> Vec<GuildEvent> {
+        with_bot()
+            .into_iter()
+            .map(|e| match e {
+                GuildEvent::RoleCreated { mut role } if role.id == BOT_ROLE => {
+                    role.bot_id = None;
+                    GuildEvent::RoleCreated { role }
+                }
+                e => e,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_bot_role_stored_without_its_bot_goes_with_the_one_member_holding_it() {
+        let history = legacy_bot_role();
+        let state: GuildState = given(&history);
+        assert_eq!(state.role(BOT_ROLE).unwrap().bot_id, None);
+        assert_eq!(
+            decide(&state, GuildCommand::Leave { user_id: BOT }).unwrap(),
+            vec![
+                removal(BOT, RemovalReason::Leave),
+                GuildEvent::RoleDeleted { role_id: BOT_ROLE }
+            ]
+        );
+        // A managed role held by more than the departing member is not a bot's own.
+        let mut shared = history;
+        shared.push(GuildState::member_updated(
+            MEMBER,
+            Member {
+                roles: vec![BOT_ROLE],
+                ..Member::default()
+            },
+        ));
+        assert_eq!(
+            decide(&given(&shared), GuildCommand::Leave { user_id: BOT }).unwrap(),
+            vec![removal(BOT, RemovalReason::Leave)]
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Member commands: edit (nickname, roles, timeout, voice), kick, ban, unban, leave.
 
+use super::bots::roles_leaving_with;
 use super::roles::check_unmanaged;
 use super::{GuildEvent, GuildState};
 use crate::member::{Nickname, RemovalReason, MAX_DELETE_MESSAGE_SECONDS, MAX_TIMEOUT_MS};
@@ -141,10 +142,12 @@ pub(super) fn kick(
         return Err(DomainError::MissingPermissions);
     }
     need_over(state, actor, user_id)?;
-    Ok(vec![GuildEvent::MemberRemoved {
+    let mut events = vec![GuildEvent::MemberRemoved {
         user_id,
         reason: RemovalReason::Kick,
-    }])
+    }];
+    events.extend(roles_leaving_with(state, user_id));
+    Ok(events)
 }
 
 pub(super) fn ban(
@@ -179,6 +182,7 @@ pub(super) fn ban(
             user_id,
             reason: RemovalReason::Ban,
         });
+        events.extend(roles_leaving_with(state, user_id));
     }
     Ok(events)
 }
@@ -207,8 +211,10 @@ pub(super) fn leave(state: &GuildState, user_id: UserId) -> Result<Vec<GuildEven
             "The owner cannot leave their guild.",
         ));
     }
-    Ok(vec![GuildEvent::MemberRemoved {
+    let mut events = vec![GuildEvent::MemberRemoved {
         user_id,
         reason: RemovalReason::Leave,
-    }])
+    }];
+    events.extend(roles_leaving_with(state, user_id));
+    Ok(events)
 }

@@ -224,6 +224,7 @@ fn every_new_event_reads_back_as_it_was_written() {
         mentionable: false,
         position: 3,
         managed: false,
+        bot_id: None,
     };
     let events = vec![
         GuildEvent::RoleCreated { role: role.clone() },

@@ -332,7 +332,7 @@ impl Plan {
                 self.exec(
                     Table::Roles,
                     "UPDATE {t} SET name = $3, color = $4, hoist = $5, position = $6, \
-                     permissions = $7, managed = $8, mentionable = $9 \
+                     permissions = $7, managed = $8, mentionable = $9, bot_id = $10 \
                      WHERE guild_id = $1 AND id = $2",
                     vals,
                 );
@@ -550,7 +550,7 @@ impl Plan {
     }
 }
 
-fn role_row(guild_id: i64, role: &domain::role::Role) -> Vec<Val> {
+pub(super) fn role_row(guild_id: i64, role: &domain::role::Role) -> Vec<Val> {
     vec![
         Val::Int(guild_id),
         Val::Int(to_i64(role.id.get())),
@@ -561,6 +561,7 @@ fn role_row(guild_id: i64, role: &domain::role::Role) -> Vec<Val> {
         Val::Int(to_i64(role.permissions.bits())),
         b(role.managed),
         b(role.mentionable),
+        Val::OptInt(role.bot_id.map(|u| to_i64(u.get()))),
     ]
 }
 

@@ -151,6 +151,7 @@ pub fn managed_role() -> GuildEvent {
             mentionable: false,
             position: 1,
             managed: true,
+            bot_id: None,
         },
     }
 }

@@ -128,6 +128,7 @@ fn a_guild_holds_at_most_250_roles() {
             mentionable: false,
             position: 1,
             managed: false,
+            bot_id: None,
         },
     }));
     assert!(matches!(
@@ -163,6 +164,7 @@ fn a_moderator_edits_a_role_below_their_own() {
                 mentionable: true,
                 position: 1,
                 managed: false,
+                bot_id: None,
             }
         }]
     );
