@@ -74,9 +74,15 @@ pub struct ServeArgs {
     /// NATS server for the clustered shape (nats://host:4222). Default: in-process bus.
     #[arg(long, env = "CHORUS_NATS_URL")]
     pub nats_url: Option<String>,
-    /// Gateway URL announced to clients (ws://host:port). Default: ws://<bind address>.
+    /// Gateway URL announced to clients by GET /gateway (ws://host:port): the cluster's
+    /// entry point, such as a load balancer. Default: ws://<bind address>.
     #[arg(long, env = "CHORUS_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// This node's own gateway URL, announced as READY's resume_gateway_url so that a
+    /// client resumes on the node that holds its session (sessions are kept by the node
+    /// they were opened on). Default: the public URL if set, else ws://<bind address>.
+    #[arg(long, env = "CHORUS_NODE_URL")]
+    pub node_url: Option<String>,
     /// Snowflake node id, 0-1023 (worker << 5 | process). Default: 0 embedded; claimed
     /// from PostgreSQL in a cluster.
     #[arg(long, env = "CHORUS_NODE_ID")]
@@ -141,9 +147,14 @@ impl ServeArgs {
             bail!("--heartbeat-interval-ms must be between 1000 and 600000");
         }
         self.voice.validate()?;
-        if let Some(url) = &self.public_url {
-            if !url.starts_with("ws://") && !url.starts_with("wss://") {
-                bail!("--public-url must start with ws:// or wss://, got {url:?}");
+        for (flag, url) in [
+            ("--public-url", &self.public_url),
+            ("--node-url", &self.node_url),
+        ] {
+            if let Some(url) = url {
+                if !url.starts_with("ws://") && !url.starts_with("wss://") {
+                    bail!("{flag} must start with ws:// or wss://, got {url:?}");
+                }
             }
         }
         Ok(())

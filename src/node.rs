@@ -114,8 +114,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("ws://{addr}"));
+    let node_ws_url = args
+        .node_url
+        .clone()
+        .unwrap_or_else(|| public_ws_url.clone());
     let config = gateway::GatewayConfig {
         public_ws_url: public_ws_url.clone(),
+        node_ws_url,
         heartbeat_interval: args.heartbeat_interval(),
         voice: Some(args.voice.routing(addr)),
         ..Default::default()

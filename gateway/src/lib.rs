@@ -28,8 +28,11 @@ pub use serve::serve;
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// The gateway URL clients are told to connect to (`ws://host:port`), as returned by
-    /// `GET /gateway` and READY's `resume_gateway_url`.
+    /// `GET /gateway`: the cluster's entry point.
     pub public_ws_url: String,
+    /// This node's own gateway URL, READY's `resume_gateway_url`: a session is kept by the
+    /// node it was opened on, so a client must come back to that node to resume it.
+    pub node_ws_url: String,
     /// Heartbeat interval announced in HELLO.
     pub heartbeat_interval: Duration,
     /// How long a write waits for the read models to include it before answering.
@@ -45,6 +48,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             public_ws_url: "ws://127.0.0.1:8080".into(),
+            node_ws_url: "ws://127.0.0.1:8080".into(),
             heartbeat_interval: Duration::from_millis(41_250),
             read_your_writes_timeout: Duration::from_secs(5),
             rate_limit_per_second: 50,

@@ -50,6 +50,7 @@ async fn start(heartbeat: Duration, rate_limit_per_second: u32) -> Server {
     let addr = listener.local_addr().unwrap();
     let config = gateway::GatewayConfig {
         public_ws_url: format!("ws://{addr}"),
+        node_ws_url: format!("ws://{addr}"),
         heartbeat_interval: heartbeat,
         rate_limit_per_second,
         ..Default::default()

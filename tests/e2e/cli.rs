@@ -44,6 +44,10 @@ fn configuration_errors_say_what_is_wrong_and_exit_non_zero() {
             "--public-url must start with ws://",
         ),
         (
+            vec!["serve", "--node-url", "node-a:8080"],
+            "--node-url must start with ws://",
+        ),
+        (
             vec![
                 "serve",
                 "--database-url",

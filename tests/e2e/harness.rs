@@ -408,6 +408,19 @@ impl Gateway {
             .unwrap();
     }
 
+    /// Drops the connection as a library does before resuming: a close frame with a code
+    /// other than 1000/1001, which keeps the session resumable.
+    pub async fn close_for_resume(mut self) {
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        self.ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Library(4000),
+                reason: "resuming".into(),
+            })))
+            .await
+            .unwrap();
+    }
+
     /// The next raw frame or the close code.
     pub async fn next_frame(&mut self) -> Result<Value, Option<u16>> {
         loop {

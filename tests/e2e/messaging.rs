@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::harness::{Gateway, Server, Shape};
+use crate::harness::{raw_gateway, Gateway, Server, Shape};
 
 /// Two users meet in a guild: an invite, two gateway sessions, and messages that reach
 /// both sessions in channel order and appear in the channel's history.
@@ -222,6 +222,123 @@ async fn a_message_posted_on_one_node_reaches_a_client_on_another() {
         .ok("GET", &format!("/channels/{general}/messages"), None)
         .await;
     assert_eq!(via_b[0]["id"], sent["id"]);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends RESUME to the gateway at `url`; the first payload after HELLO, and the socket.
+async fn resume_at(url: &str, token: &str, session_id: &str, seq: u64) -> (Gateway, Value) {
+    let mut gw = raw_gateway(url).await;
+    let hello = gw.next_frame().await.expect("HELLO");
+    assert_eq!(hello["op"], 10, "{hello}");
+    gw.send(json!({ "op": 6, "d": { "token": token, "session_id": session_id, "seq": seq } }))
+        .await;
+    let first = gw.next_frame().await.expect("an answer to RESUME");
+    (gw, first)
+}
+
+/// Behind a load balancer, each node announces the balancer in `GET /gateway` and itself
+/// (`--node-url`) as READY's `resume_gateway_url`, which is where bot libraries resume. A
+/// dropped client resumes there, on the node that holds its session, and gets what it
+/// missed; through the balancer it may land on a node that cannot resume it and is told
+/// to identify again (op 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_the_node_ready_named() {
+    let shape = Shape::cluster().await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let (url_a, url_b) = (
+        format!("ws://127.0.0.1:{port_a}"),
+        format!("ws://127.0.0.1:{port_b}"),
+    );
+    // Node A stands in for the balancer's address.
+    let bind_a = format!("127.0.0.1:{port_a}");
+    let bind_b = format!("127.0.0.1:{port_b}");
+    let a = Server::start_with(&shape, &["--bind", &bind_a, "--public-url", &url_a]);
+    let b = Server::start_with(
+        &shape,
+        &[
+            "--bind",
+            &bind_b,
+            "--public-url",
+            &url_a,
+            "--node-url",
+            &url_b,
+        ],
+    );
+    let (alice, _) = a.api(None).register("alice").await;
+    let token = alice.token.clone().unwrap();
+    let guild = alice
+        .ok("POST", "/guilds", Some(json!({ "name": "Balanced" })))
+        .await;
+    let guild_id = guild["id"].as_str().unwrap();
+    let channels = alice
+        .ok("GET", &format!("/guilds/{guild_id}/channels"), None)
+        .await;
+    let general = channels[0]["id"].as_str().unwrap().to_owned();
+    let say = |content: &'static str| {
+        let alice = alice.clone();
+        let path = format!("/channels/{general}/messages");
+        async move {
+            alice
+                .ok("POST", &path, Some(json!({ "content": content })))
+                .await
+        }
+    };
+
+    for node in [&a, &b] {
+        let gateway = node.api(None).ok("GET", "/gateway", None).await;
+        assert_eq!(
+            gateway["url"],
+            url_a.as_str(),
+            "GET /gateway names the balancer"
+        );
+    }
+    let mut on_b = Gateway::connect(&b.ws, &token).await;
+    assert_eq!(on_b.ready["resume_gateway_url"], url_b.as_str());
+    let on_a = Gateway::connect(&a.ws, &token).await;
+    assert_eq!(on_a.ready["resume_gateway_url"], url_a.as_str());
+    say("before").await;
+    on_b.wait_for("MESSAGE_CREATE").await;
+    let seq = on_b.last_seq;
+    let session_id = on_b.ready["session_id"].as_str().unwrap().to_owned();
+    on_b.close_for_resume().await;
+    say("missed").await;
+
+    // Node A does not hold the session: identify again.
+    let (_, answer) = resume_at(&url_a, &token, &session_id, seq).await;
+    assert_eq!(
+        (answer["op"].as_u64(), answer["d"].as_bool()),
+        (Some(9), Some(false)),
+        "{answer}"
+    );
+
+    // Node B, at resume_gateway_url, replays what was missed, then RESUMED. The session is
+    // parked once the old connection's loop has ended: retry briefly.
+    let mut resumed = None;
+    for _ in 0..50 {
+        let (gw, first) = resume_at(&url_b, &token, &session_id, seq).await;
+        if first["op"] == 9 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        resumed = Some((gw, first));
+        break;
+    }
+    let (mut gw, first) = resumed.expect("node B resumed the session");
+    assert_eq!(first["op"], 0, "{first}");
+    assert_eq!(first["s"].as_u64(), Some(seq + 1), "{first}");
+    let mut seen = vec![first];
+    while !seen.iter().any(|d| d["t"] == "MESSAGE_CREATE") {
+        seen.push(gw.next_frame().await.expect("a dispatch"));
+    }
+    let replayed = seen.iter().find(|d| d["t"] == "MESSAGE_CREATE").unwrap();
+    assert_eq!(replayed["d"]["content"], "missed", "{seen:?}");
 }
 
 /// Every REST response is `application/json` exactly, and READY has what libraries need.

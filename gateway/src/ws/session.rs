@@ -509,7 +509,7 @@ impl Connection {
             "guilds": guilds.iter().map(|g| json!({ "id": g, "unavailable": true })).collect::<Vec<_>>(),
             "session_id": session.session_id,
             "session_type": "normal",
-            "resume_gateway_url": self.state.config.public_ws_url,
+            "resume_gateway_url": self.state.config.node_ws_url,
             "application": { "id": user_id, "flags": 0 },
             "private_channels": [],
             "relationships": [],
