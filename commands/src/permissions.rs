@@ -81,6 +81,22 @@ impl Commands {
         Ok((guild_id, perms))
     }
 
+    /// Checks that `user` may show that they are typing in `channel_id` now (see
+    /// [`GuildState::require_typing`]); the channel's guild. Typing is never recorded.
+    pub async fn typing(
+        &self,
+        user: UserId,
+        channel_id: ChannelId,
+    ) -> Result<GuildId, CommandError> {
+        let (guild_id, _) = self.channel_access(user, channel_id).await?;
+        // `channel_access` has just caught the guild up: revision 1 reads from memory.
+        self.guild_view(guild_id, 1, |g| {
+            g.require_typing(user, channel_id, now_ms())
+        })
+        .await??;
+        Ok(guild_id)
+    }
+
     /// The channels of a guild that `user` can view now; Unknown Guild when there is no
     /// such guild, Missing Access when `user` is not a member.
     pub async fn visible_channels(

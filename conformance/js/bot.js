@@ -80,6 +80,7 @@ client.on(Events.MessageCreate, async (message) => {
     step("message", message.id);
     if (message.guildId !== GUILD_ID) fail(`message.guildId is ${message.guildId}`);
     if (!message.member) fail("message.member is missing");
+    await message.channel.sendTyping();
     const sent = await message.channel.send("pong");
     if (sent.content !== "pong" || sent.author.id !== client.user.id) {
       fail(`channel.send returned ${JSON.stringify(sent.toJSON())}`);

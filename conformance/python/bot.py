@@ -116,6 +116,12 @@ async def on_ready():
     arrived("ready")
 
 
+@bot.event
+async def on_typing(channel, user, when):
+    if user.id == HUMAN_ID and channel.id == CHANNEL_ID:
+        arrived("typing", user)
+
+
 @bot.listen("on_message")
 async def heard(message):
     if message.author.id == HUMAN_ID and message.content == "ping":
@@ -144,10 +150,17 @@ async def perms(ctx):
 
 async def scenario():
     await awaited("ready")
+    typist = await awaited("typing")
+    # TYPING_START in a guild carries the member, which discord.py turns into a Member.
+    if not isinstance(typist, discord.Member) or typist.guild.id != GUILD_ID:
+        fail(f"the typing user is not the guild's member: {typist!r}")
+    step("typing", str(typist.id))
     message = await awaited("ping")
     step("message", str(message.id))
 
-    reply = await message.reply("pong")
+    # typing() posts /channels/{id}/typing (and fails the scenario if that fails).
+    async with message.channel.typing():
+        reply = await message.reply("pong")
     # discord.py copies the member of the REST answer over its cached guild.me, so that
     # member has to carry the bot's roles as MESSAGE_CREATE does.
     if not message.guild.me.guild_permissions.manage_roles:

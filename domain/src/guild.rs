@@ -485,6 +485,22 @@ impl GuildState {
         }
     }
 
+    /// Checks that `user` may show that they are typing in `channel_id` at `now_ms`: what
+    /// sending a message there takes (SEND_MESSAGES in a text channel they can view).
+    pub fn require_typing(
+        &self,
+        user: UserId,
+        channel_id: ChannelId,
+        now_ms: u64,
+    ) -> Result<(), DomainError> {
+        self.require_in_channel(user, channel_id, Permissions::SEND_MESSAGES, now_ms)?;
+        match self.channels.get(&channel_id) {
+            Some(c) if c.kind.is_textual() => Ok(()),
+            Some(_) => Err(DomainError::WrongChannelType),
+            None => Err(DomainError::Unknown(Resource::Channel)),
+        }
+    }
+
     /// The `MemberUpdated` event recording `member` as the new state of `user_id`.
     fn member_updated(user_id: UserId, member: Member) -> GuildEvent {
         GuildEvent::MemberUpdated {

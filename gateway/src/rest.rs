@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/channels/{channel_id}", get(get_channel))
         .route("/channels/{channel_id}/invites", post(create_invite))
+        .route("/channels/{channel_id}/typing", post(typing))
         .route(
             "/channels/{channel_id}/messages",
             get(list_messages).post(send_message),
@@ -314,6 +315,34 @@ async fn get_channel(
 ) -> ApiResult<Response> {
     let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
     Ok(ok(&visible_channel(&s, channel_id, auth).await?))
+}
+
+/// `POST /channels/{id}/typing`: TYPING_START to everyone who can view the channel
+/// (GUILD_MESSAGE_TYPING intent), as a bot library's `typing()` sends it. Needs what
+/// sending a message needs; never recorded. 204.
+async fn typing(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(channel_id): Path<String>,
+) -> ApiResult<Response> {
+    let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
+    let guild_id = s.commands.typing(auth.user_id, channel_id).await?;
+    let member = queries::member(&s.db, guild_id, auth.user_id).await?;
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let data = json!({
+        "channel_id": channel_id.to_string(),
+        "guild_id": guild_id.to_string(),
+        "user_id": auth.user_id.to_string(),
+        "timestamp": timestamp,
+        "member": member,
+    });
+    s.hub
+        .publish_ephemeral(guild_id.get(), channel_id.get(), "TYPING_START", data)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the bus: {e}")))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -1,5 +1,6 @@
 //! discord.py (conformance/python/bot.py, in the virtual environment scripts/test.sh
-//! makes): READY, the human's message, a reply, a role, an overwrite (with their
+//! makes): READY, the human typing, the human's message, a reply (sent while showing
+//! the bot typing), a role, an overwrite (with their
 //! dispatches arriving in discord.py's cache), an invite, and a command that reads
 //! `guild.me` permissions.
 
@@ -33,6 +34,8 @@ async fn discord_py_bot_round_trip() {
         &world,
     );
     bot.step("ready", 30);
+    world.human_types().await;
+    bot.step("typing", 15);
     let said = world.human_says("ping").await;
     assert_eq!(bot.step("message", 15), said);
     let reply_id = bot.step("reply", 15);

@@ -96,6 +96,19 @@ impl World {
     }
 
     /// The human posts a message in the channel and gets its id.
+    /// The human starts typing in the channel (TYPING_START to the bot).
+    pub async fn human_types(&self) {
+        let r = self
+            .human
+            .call(
+                "POST",
+                &format!("/channels/{}/typing", self.channel_id),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{r:?}");
+    }
+
     pub async fn human_says(&self, content: &str) -> String {
         let m = self
             .human

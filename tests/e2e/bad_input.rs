@@ -71,6 +71,7 @@ async fn every_route_rejects_missing_or_bad_auth_with_401() {
         ("POST", format!("/guilds/{g}/channels")),
         ("GET", format!("/channels/{c}")),
         ("POST", format!("/channels/{c}/invites")),
+        ("POST", format!("/channels/{c}/typing")),
         ("GET", format!("/channels/{c}/messages")),
         ("POST", format!("/channels/{c}/messages")),
         ("PATCH", format!("/channels/{c}/messages/{m}")),
@@ -324,6 +325,14 @@ async fn unknown_ids_and_malformed_ids_get_404_or_400() {
             404,
             10003,
         ),
+        (
+            "POST",
+            format!("/channels/{unknown}/typing"),
+            None,
+            404,
+            10003,
+        ),
+        ("POST", "/channels/x/typing".into(), None, 400, 50035),
         (
             "GET",
             format!("/channels/{c}/messages/{unknown}"),

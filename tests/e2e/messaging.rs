@@ -508,3 +508,132 @@ async fn nothing_from_before_identify_is_dispatched_embedded() {
 async fn nothing_from_before_identify_is_dispatched_on_postgres_and_nats() {
     nothing_from_before_identify_is_dispatched(Shape::cluster().await).await;
 }
+
+/// GUILD_MESSAGE_TYPING.
+const TYPING_INTENT: u64 = 1 << 11;
+
+/// `POST /channels/{id}/typing` sends TYPING_START to the sessions that asked for typing
+/// and can view the channel, never to others, and refuses who could not send there.
+async fn typing_reaches_who_can_see_the_channel(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (alice, alice_id) = anon.register("alice").await;
+    let (bob, _) = anon.register("bob").await;
+    let (carol, _) = anon.register("carol").await;
+    let g = alice.create_guild("Typing").await;
+    let channels = alice
+        .ok("GET", &format!("/guilds/{g}/channels"), None)
+        .await;
+    let general = channels[0]["id"].as_str().unwrap().to_owned();
+    alice.invite(&bob, &general).await;
+    let create = |name: &str, kind: u8| {
+        let alice = alice.clone();
+        let path = format!("/guilds/{g}/channels");
+        let body = json!({ "name": name, "type": kind });
+        async move {
+            alice.ok("POST", &path, Some(body)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let hidden = create("staff", 0).await;
+    alice
+        .ok(
+            "PUT",
+            &format!("/channels/{hidden}/permissions/{g}"),
+            Some(json!({ "type": 0, "allow": "0", "deny": "1024" })),
+        )
+        .await;
+    let category = create("topics", 4).await;
+
+    let intents = 33283;
+    let mut bob_gw = Gateway::connect_with_intents(
+        &server.ws,
+        bob.token.as_deref().unwrap(),
+        intents | TYPING_INTENT,
+    )
+    .await;
+    let mut alice_gw =
+        Gateway::connect_with_intents(&server.ws, alice.token.as_deref().unwrap(), intents).await;
+
+    // Alice types in the channel Bob cannot see, then in #general.
+    for channel in [&hidden, &general] {
+        let r = alice
+            .call("POST", &format!("/channels/{channel}/typing"), None)
+            .await;
+        assert_eq!(r.status, 204, "{r:?}");
+    }
+    let typing = bob_gw.wait_for("TYPING_START").await;
+    assert_eq!(
+        typing["channel_id"],
+        general.as_str(),
+        "the hidden channel's came first: {typing}"
+    );
+    assert_eq!(typing["guild_id"], g.as_str());
+    assert_eq!(typing["user_id"], alice_id.as_str());
+    assert_eq!(typing["member"]["user"]["id"], alice_id.as_str());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = typing["timestamp"].as_u64().expect("timestamp in seconds");
+    assert!(now.abs_diff(at) < 60, "{typing}");
+
+    // Alice's own session did not ask for typing: nothing before the next event.
+    alice
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/channels"),
+            Some(json!({ "name": "marker" })),
+        )
+        .await;
+    loop {
+        let d = alice_gw.next_dispatch().await;
+        assert_ne!(d["t"], "TYPING_START", "sent without the intent: {d}");
+        if d["t"] == "CHANNEL_CREATE" && d["d"]["name"] == "marker" {
+            break;
+        }
+    }
+
+    // Who cannot send there is refused, in Discord's shapes.
+    let r = carol
+        .call("POST", &format!("/channels/{general}/typing"), None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_u64()),
+        (403, Some(50001)),
+        "{r:?}"
+    );
+    let r = bob
+        .call("POST", &format!("/channels/{hidden}/typing"), None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_u64()),
+        (403, Some(50001)),
+        "{r:?}"
+    );
+    let r = alice
+        .call("POST", &format!("/channels/{category}/typing"), None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_u64()),
+        (400, Some(50024)),
+        "{r:?}"
+    );
+    // Nothing was recorded: the channel has no messages.
+    let history = alice
+        .ok("GET", &format!("/channels/{general}/messages"), None)
+        .await;
+    assert_eq!(history, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_reaches_who_can_see_the_channel_embedded() {
+    typing_reaches_who_can_see_the_channel(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_reaches_who_can_see_the_channel_on_postgres_and_nats() {
+    typing_reaches_who_can_see_the_channel(Shape::cluster().await).await;
+}

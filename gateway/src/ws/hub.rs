@@ -13,6 +13,9 @@ use super::socket::Kind;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+/// The `stream_id` of envelopes that are never stored (see [`Hub::publish_ephemeral`]).
+const EPHEMERAL_STREAM: &str = "ephemeral";
+
 /// How many dispatches may wait for a slow socket before the session is dropped.
 const SESSION_BUFFER: usize = 512;
 
@@ -362,7 +365,38 @@ impl Hub {
         }
     }
 
+    /// Publishes a dispatch to a guild's channel that is never stored (TYPING_START): an
+    /// envelope at position 0, which no logged event has, so every node delivers it to
+    /// the sessions that can view the channel without deduplicating, backfilling or
+    /// dropping it as older than a READY.
+    pub async fn publish_ephemeral(
+        &self,
+        guild_id: u64,
+        channel_id: u64,
+        dispatch: &str,
+        data: serde_json::Value,
+    ) -> Result<(), bus::BusError> {
+        let env = Envelope {
+            stream_id: EPHEMERAL_STREAM.to_owned(),
+            revision: 0,
+            position: 0,
+            event_type: dispatch.to_owned(),
+            dispatch: Some(dispatch.to_owned()),
+            guild_id: Some(guild_id),
+            channel_id: Some(channel_id),
+            user_ids: Vec::new(),
+            data,
+        };
+        let subject = subjects::guild(guild_id, &dispatch.to_ascii_lowercase());
+        self.bus.publish(&subject, env.to_bytes()?).await
+    }
+
     async fn route(&self, topic: Topic, env: Envelope) {
+        if env.position == 0 {
+            // Ephemeral: not in the log, so nothing to deduplicate or backfill by.
+            self.deliver(topic, env).await;
+            return;
+        }
         let kind = match topic {
             Topic::Guild(_) => "guild",
             Topic::User(_) => "user",
@@ -503,7 +537,8 @@ impl Hub {
         let Some(mut dispatch) = Dispatch::new(name, &env.data) else {
             return;
         };
-        dispatch.position = Some(env.position);
+        // Ephemeral dispatches (position 0) reflect nothing a READY could have included.
+        dispatch.position = (env.position != 0).then_some(env.position);
         let dispatch = Arc::new(dispatch);
         let joins = match (topic, dispatch.name.as_str(), env.guild_id) {
             (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),
