@@ -673,6 +673,24 @@ impl Commands {
             .await?;
         Ok(outcome.position)
     }
+
+    /// Deletes 2 to 100 messages of a channel at once (VIEW_CHANNEL and MANAGE_MESSAGES;
+    /// none older than two weeks): one `MessagesBulkDeleted` of those still live.
+    #[tracing::instrument(skip(self, ctx, message_ids), fields(actor = %ctx.actor, messages = message_ids.len()))]
+    pub async fn bulk_delete_messages(
+        &self,
+        ctx: &Context,
+        channel_id: ChannelId,
+        message_ids: Vec<MessageId>,
+    ) -> Result<Position, CommandError> {
+        let outcome = self
+            .on_channel(ctx, channel_id, |_| ChannelCommand::BulkDelete {
+                message_ids: message_ids.clone(),
+                actor: ctx.actor,
+            })
+            .await?;
+        Ok(outcome.position)
+    }
 }
 
 /// Applies events to a state by value (for freshly decided events).

@@ -122,6 +122,11 @@ async def on_typing(channel, user, when):
         arrived("typing", user)
 
 
+@bot.event
+async def on_raw_bulk_message_delete(payload):
+    arrived("bulk", payload)
+
+
 @bot.listen("on_message")
 async def heard(message):
     if message.author.id == HUMAN_ID and message.content == "ping":
@@ -188,6 +193,16 @@ async def scenario():
     if invite.guild is None or invite.guild.id != GUILD_ID:
         fail(f"the invite names the wrong guild: {invite.guild!r}")
     step("invite", invite.code)
+
+    # purge() reads the history and deletes what it keeps in bulk (MESSAGE_DELETE_BULK).
+    doomed = [await channel.send(f"purge me {k}") for k in range(3)]
+    deleted = await channel.purge(limit=3, check=lambda m: m.author == bot.user)
+    if sorted(m.id for m in deleted) != sorted(m.id for m in doomed):
+        fail(f"purge deleted {deleted!r}, not {doomed!r}")
+    payload = await awaited("bulk")
+    if payload.message_ids != {m.id for m in doomed} or payload.channel_id != channel.id:
+        fail(f"MESSAGE_DELETE_BULK names the wrong messages: {payload!r}")
+    step("purge", str(len(deleted)))
 
     step("awaiting_command")
     await awaited("command")

@@ -51,13 +51,25 @@ pub enum ChannelEvent {
     MessageDeleted {
         message_id: MessageId,
     },
+    /// Several messages deleted at once by a moderator (Discord's bulk delete), in the
+    /// order they were named; each was live.
+    MessagesBulkDeleted {
+        message_ids: Vec<MessageId>,
+    },
 }
 domain_event!(ChannelEvent {
     ChannelOpened,
     MessageCreated,
     MessageEdited,
-    MessageDeleted
+    MessageDeleted,
+    MessagesBulkDeleted
 });
+
+/// The fewest and the most messages one bulk delete names.
+pub const BULK_DELETE_MESSAGES: std::ops::RangeInclusive<usize> = 2..=100;
+
+/// How old a message may be, by its id, and still be bulk deleted: two weeks.
+pub const BULK_DELETE_MAX_AGE_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageState {
@@ -144,6 +156,13 @@ impl Aggregate for ChannelState {
                     m.deleted = true;
                 }
             }
+            ChannelEvent::MessagesBulkDeleted { message_ids } => {
+                for id in message_ids {
+                    if let Some(m) = self.messages.get_mut(id) {
+                        m.deleted = true;
+                    }
+                }
+            }
         }
     }
 }
@@ -171,6 +190,14 @@ pub enum ChannelCommand {
     /// Deletes one's own message (VIEW_CHANNEL), or anyone's with MANAGE_MESSAGES.
     Delete {
         message_id: MessageId,
+        actor: UserId,
+    },
+    /// Deletes 2 to 100 messages at once (VIEW_CHANNEL and MANAGE_MESSAGES), as Discord's
+    /// bulk delete: no id twice and none older than two weeks by its id's time (at the
+    /// time the caller gives, see [`decide_at`]); ids of messages that are not live
+    /// (unknown or already deleted) are skipped, so the result may be no event.
+    BulkDelete {
+        message_ids: Vec<MessageId>,
         actor: UserId,
     },
 }
@@ -285,6 +312,43 @@ pub fn decide_at(
                 return Err(DomainError::MissingPermissions);
             }
             Ok(vec![ChannelEvent::MessageDeleted { message_id }])
+        }
+        ChannelCommand::BulkDelete { message_ids, actor } => {
+            let perms = require_view(state, guild, actor, now_ms)?;
+            if !BULK_DELETE_MESSAGES.contains(&message_ids.len()) {
+                return Err(DomainError::invalid(
+                    "messages",
+                    format!(
+                        "Must be between {} and {} in length.",
+                        BULK_DELETE_MESSAGES.start(),
+                        BULK_DELETE_MESSAGES.end()
+                    ),
+                ));
+            }
+            let mut seen = std::collections::HashSet::with_capacity(message_ids.len());
+            if !message_ids.iter().all(|id| seen.insert(*id)) {
+                return Err(DomainError::invalid(
+                    "messages",
+                    "Each message may be named once.",
+                ));
+            }
+            if !perms.contains(Permissions::MANAGE_MESSAGES) {
+                return Err(DomainError::MissingPermissions);
+            }
+            let oldest = now_ms.saturating_sub(BULK_DELETE_MAX_AGE_MS);
+            if message_ids.iter().any(|id| id.timestamp_ms() < oldest) {
+                return Err(DomainError::MessagesTooOld);
+            }
+            let live: Vec<MessageId> = message_ids
+                .into_iter()
+                .filter(|id| live_message(state, *id).is_ok())
+                .collect();
+            if live.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![ChannelEvent::MessagesBulkDeleted {
+                message_ids: live,
+            }])
         }
     }
 }
@@ -468,6 +532,98 @@ mod tests {
         assert_eq!(
             decide(&state, &guild(), del(501, MEMBER)).unwrap_err(),
             DomainError::MissingPermissions
+        );
+    }
+
+    /// A message id made at `days` after the Discord epoch (plus `n` to tell them apart).
+    fn id_at_day(days: u64, n: u64) -> u64 {
+        ((days * 24 * 60 * 60 * 1000) << 22) + n
+    }
+
+    fn bulk(ids: &[u64], actor: UserId) -> ChannelCommand {
+        ChannelCommand::BulkDelete {
+            message_ids: ids.iter().copied().map(MessageId::new).collect(),
+            actor,
+        }
+    }
+
+    #[test]
+    fn a_moderator_bulk_deletes_the_live_messages_it_names() {
+        let (a, b, c, gone) = (
+            id_at_day(29, 1),
+            id_at_day(29, 2),
+            id_at_day(29, 3),
+            id_at_day(29, 4),
+        );
+        let history = vec![
+            created(a, MEMBER),
+            created(b, OWNER),
+            created(c, MEMBER),
+            created(gone, MEMBER),
+            ChannelEvent::MessageDeleted {
+                message_id: MessageId::new(gone),
+            },
+        ];
+        let state = given::<ChannelState>(&history);
+        let now = crate::snowflake::DISCORD_EPOCH_MS + 30 * 24 * 60 * 60 * 1000;
+        let unknown = id_at_day(29, 9);
+        let events = decide_at(&state, &guild(), bulk(&[c, a, gone, unknown], OWNER), now).unwrap();
+        // Named order, live ones only.
+        assert_eq!(
+            events,
+            vec![ChannelEvent::MessagesBulkDeleted {
+                message_ids: vec![MessageId::new(c), MessageId::new(a)]
+            }]
+        );
+        let after = given::<ChannelState>(&[history, events].concat());
+        for id in [a, c] {
+            assert!(after.messages[&MessageId::new(id)].deleted);
+        }
+        assert!(!after.messages[&MessageId::new(b)].deleted);
+        // Nothing live named: no event.
+        assert_eq!(
+            decide_at(&after, &guild(), bulk(&[a, unknown], OWNER), now).unwrap(),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn bulk_delete_takes_2_to_100_distinct_recent_ids_and_manage_messages() {
+        let fresh: Vec<u64> = (1..=101).map(|n| id_at_day(29, n)).collect();
+        let state = given::<ChannelState>(
+            &fresh
+                .iter()
+                .map(|id| created(*id, MEMBER))
+                .collect::<Vec<_>>(),
+        );
+        let now = crate::snowflake::DISCORD_EPOCH_MS + 30 * 24 * 60 * 60 * 1000;
+        let invalid = |ids: &[u64]| {
+            matches!(
+                decide_at(&state, &guild(), bulk(ids, OWNER), now),
+                Err(DomainError::Invalid {
+                    field: "messages",
+                    ..
+                })
+            )
+        };
+        assert!(invalid(&fresh[..1]), "one message");
+        assert!(invalid(&fresh), "101 messages");
+        assert!(invalid(&[fresh[0], fresh[1], fresh[0]]), "a duplicate");
+        assert!(decide_at(&state, &guild(), bulk(&fresh[..100], OWNER), now).is_ok());
+        // Its author alone may not: bulk delete is for moderators.
+        assert_eq!(
+            decide_at(&state, &guild(), bulk(&fresh[..2], MEMBER), now).unwrap_err(),
+            DomainError::MissingPermissions
+        );
+        assert_eq!(
+            decide_at(&state, &guild(), bulk(&fresh[..2], OUTSIDER), now).unwrap_err(),
+            DomainError::MissingAccess
+        );
+        // Fifteen days old is too old, whether or not the message exists.
+        let old = id_at_day(15, 1);
+        assert_eq!(
+            decide_at(&state, &guild(), bulk(&[fresh[0], old], OWNER), now).unwrap_err(),
+            DomainError::MessagesTooOld
         );
     }
 

@@ -42,6 +42,9 @@ pub enum DomainError {
     Banned,
     #[error("this action cannot be performed on this channel type")]
     WrongChannelType,
+    /// A bulk delete named a message older than two weeks (50034).
+    #[error("only messages under 14 days old can be bulk deleted")]
+    MessagesTooOld,
 }
 
 impl DomainError {

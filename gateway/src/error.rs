@@ -19,6 +19,8 @@ pub enum ApiError {
     NotAuthor,
     Banned,
     WrongChannelType,
+    /// 50034: a bulk delete named a message older than two weeks.
+    MessagesTooOld,
     /// 10026 Unknown Ban.
     UnknownBan,
     /// 20016: slowmode; `retry_after` in seconds.
@@ -76,6 +78,7 @@ impl From<DomainError> for ApiError {
             DomainError::InviteInvalid => ApiError::Unknown(Resource::Invite),
             DomainError::Banned => ApiError::Banned,
             DomainError::WrongChannelType => ApiError::WrongChannelType,
+            DomainError::MessagesTooOld => ApiError::MessagesTooOld,
         }
     }
 }
@@ -172,6 +175,12 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 50024,
                 "Cannot execute action on this channel type".into(),
+                None,
+            ),
+            ApiError::MessagesTooOld => (
+                StatusCode::BAD_REQUEST,
+                50034,
+                "You can only bulk delete messages that are under 14 days old.".into(),
                 None,
             ),
             ApiError::UnknownBan => (StatusCode::NOT_FOUND, 10026, "Unknown Ban".into(), None),

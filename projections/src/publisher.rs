@@ -663,6 +663,22 @@ impl Renderer {
                     data,
                 )
             }
+            ChannelEvent::MessagesBulkDeleted { message_ids } => {
+                let guild = queries::channel_row(conn, channel_id)
+                    .await?
+                    .and_then(|c| c.guild_id);
+                let data = to_json(&crate::wire::MessageDeleteBulk {
+                    ids: message_ids,
+                    channel_id,
+                    guild_id: guild,
+                });
+                (
+                    Some("MESSAGE_DELETE_BULK"),
+                    "message_delete_bulk".to_owned(),
+                    guild,
+                    data,
+                )
+            }
         };
         let mut env = envelope(e, dispatch, data);
         env.guild_id = guild.map(|g| g.get());
@@ -776,6 +792,7 @@ const AUDITED: &[&str] = &[
     "InviteCreated",
     "InviteDeleted",
     "MessageDeleted",
+    "MessagesBulkDeleted",
 ];
 
 /// The suffix of the stream id of `GUILD_AUDIT_LOG_ENTRY_CREATE` envelopes: they ride

@@ -167,6 +167,15 @@ pub struct MessageDelete {
     pub guild_id: Option<GuildId>,
 }
 
+/// MESSAGE_DELETE_BULK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDeleteBulk {
+    pub ids: Vec<MessageId>,
+    pub channel_id: ChannelId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<GuildId>,
+}
+
 /// A full guild.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Guild {

@@ -382,21 +382,19 @@ impl Plan {
                     let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
                     let id = to_i64(message_id.get());
                     self.message_deleted_audit(e, stream_channel, id, at);
-                    if let Some(Op::Insert(_, row)) = self
-                        .pending_messages
-                        .get(&id)
-                        .and_then(|i| self.ops.get_mut(*i))
-                    {
-                        row[MSG_DELETED_AT] = Val::OptInt(Some(at));
-                        row[MSG_REVISION] = Val::Int(revision);
-                    } else {
-                        self.push(Op::Delete {
-                            channel_id: stream_channel,
-                            id,
-                            deleted_at: at,
-                            revision,
-                        });
+                    self.message_gone(stream_channel, id, at, revision);
+                    true
+                }
+                Some(ChannelEvent::MessagesBulkDeleted { message_ids }) => {
+                    let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
+                    for message_id in &message_ids {
+                        self.message_gone(stream_channel, to_i64(message_id.get()), at, revision);
                     }
+                    self.push(Op::Audit(AuditOp::BulkDelete {
+                        entry: Entry::of(e, 0, at, 0),
+                        channel_id: stream_channel,
+                        count: message_ids.len(),
+                    }));
                     true
                 }
                 None => false,
@@ -507,6 +505,26 @@ impl Plan {
 
     /// Plans the audit entry of a message deletion by someone else than its author (read
     /// at write time, unless the message was created in this batch).
+    /// Marks a message deleted at `at` (by the event at stream `revision`): folded into its
+    /// pending insert when it was created in the same batch.
+    fn message_gone(&mut self, channel_id: i64, id: i64, at: i64, revision: i64) {
+        if let Some(Op::Insert(_, row)) = self
+            .pending_messages
+            .get(&id)
+            .and_then(|i| self.ops.get_mut(*i))
+        {
+            row[MSG_DELETED_AT] = Val::OptInt(Some(at));
+            row[MSG_REVISION] = Val::Int(revision);
+        } else {
+            self.push(Op::Delete {
+                channel_id,
+                id,
+                deleted_at: at,
+                revision,
+            });
+        }
+    }
+
     fn message_deleted_audit(&mut self, e: &RecordedEvent, channel: i64, id: i64, at: i64) {
         let actor = match e.metadata.actor {
             store::Actor::User(a) | store::Actor::Bot(a) => Some(to_i64(a)),

@@ -49,6 +49,7 @@ async fn discord_py_bot_round_trip() {
         .ok("GET", &format!("/invites/{code}"), None)
         .await;
     assert_eq!(invite["guild"]["id"], world.guild_id.as_str());
+    assert_eq!(bot.step("purge", 15), "3");
     bot.step("awaiting_command", 15);
     world.human_says("!perms").await;
     let perms = bot.step("command", 15);

@@ -10,8 +10,9 @@ use crate::harness::{Api, Server, Shape};
 use crate::redact::Redactor;
 
 /// What the bot is granted when it is added: view, send, read history, create invites,
-/// manage channels and manage roles (which includes channel overwrites).
-pub const BOT_PERMISSIONS: u64 = 1 | 1 << 4 | 1 << 10 | 1 << 11 | 1 << 16 | 1 << 28;
+/// manage channels, manage messages (bulk delete) and manage roles (which includes
+/// channel overwrites).
+pub const BOT_PERMISSIONS: u64 = 1 | 1 << 4 | 1 << 10 | 1 << 11 | 1 << 13 | 1 << 16 | 1 << 28;
 
 /// A server with a guild (owned by a human) with a text channel, and a bot application
 /// authorized into it.

@@ -72,6 +72,7 @@ async fn every_route_rejects_missing_or_bad_auth_with_401() {
         ("GET", format!("/channels/{c}")),
         ("POST", format!("/channels/{c}/invites")),
         ("POST", format!("/channels/{c}/typing")),
+        ("POST", format!("/channels/{c}/messages/bulk-delete")),
         ("GET", format!("/channels/{c}/messages")),
         ("POST", format!("/channels/{c}/messages")),
         ("PATCH", format!("/channels/{c}/messages/{m}")),

@@ -464,3 +464,12 @@ pub async fn raw_gateway(url: &str) -> Gateway {
         guild_creates: vec![],
     }
 }
+
+/// A port nobody listens on now (bound and released), for flags that need it in advance.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::harness::{raw_gateway, Gateway, Server, Shape};
+use crate::harness::{free_port, raw_gateway, Gateway, Server, Shape};
 
 /// Two users meet in a guild: an invite, two gateway sessions, and messages that reach
 /// both sessions in channel order and appear in the channel's history.
@@ -222,14 +222,6 @@ async fn a_message_posted_on_one_node_reaches_a_client_on_another() {
         .ok("GET", &format!("/channels/{general}/messages"), None)
         .await;
     assert_eq!(via_b[0]["id"], sent["id"]);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Sends RESUME to the gateway at `url`; the first payload after HELLO, and the socket.

@@ -614,3 +614,130 @@ async fn moderation_embedded() {
 async fn moderation_on_postgres_and_nats() {
     moderation(Shape::cluster().await).await;
 }
+
+/// A snowflake made at `ms` (Unix ms), for ids of messages that do not exist.
+fn snowflake_at(ms: u64) -> String {
+    ((ms - 1_420_070_400_000) << 22 | 1).to_string()
+}
+
+/// Bulk delete: a moderator removes several messages at once, with one
+/// MESSAGE_DELETE_BULK, one MESSAGE_BULK_DELETE audit entry, and Discord's errors for what
+/// it refuses.
+async fn bulk_delete(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (owner, owner_id) = anon.register("owner").await;
+    let (member, _) = anon.register("member").await;
+    let g = owner.create_guild("Purged").await;
+    let channels = owner
+        .ok("GET", &format!("/guilds/{g}/channels"), None)
+        .await;
+    let c = id(&channels[0]);
+    owner.invite(&member, &c).await;
+    let mut gw = Gateway::connect(&server.ws, owner.token.as_deref().unwrap()).await;
+    let path = format!("/channels/{c}/messages");
+    let mut sent = Vec::new();
+    for (who, text) in [
+        (&member, "one"),
+        (&member, "two"),
+        (&member, "three"),
+        (&owner, "four"),
+    ] {
+        let m = who
+            .ok("POST", &path, Some(json!({ "content": text })))
+            .await;
+        sent.push(id(&m));
+    }
+    let bulk = format!("/channels/{c}/messages/bulk-delete");
+    let body = |ids: &[&str]| Some(json!({ "messages": ids }));
+
+    // Refused, and nothing deleted.
+    let r = member
+        .call("POST", &bulk, body(&[&sent[0], &sent[1]]))
+        .await;
+    assert_error(&r, 403, 50013, "an author without MANAGE_MESSAGES");
+    for (ids, what) in [
+        (vec![sent[0].as_str()], "one id"),
+        (vec![sent[0].as_str(), sent[0].as_str()], "an id twice"),
+        (vec![sent[0].as_str(), "x"], "not a snowflake"),
+    ] {
+        let r = owner.call("POST", &bulk, body(&ids)).await;
+        assert_error(&r, 400, 50035, what);
+    }
+    let many: Vec<String> = (0..101)
+        .map(|k| snowflake_at(now_ms() - 1000 - k))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_error(
+        &owner.call("POST", &bulk, body(&many)).await,
+        400,
+        50035,
+        "101 ids",
+    );
+    assert_error(
+        &owner.call("POST", &bulk, Some(json!({}))).await,
+        400,
+        50035,
+        "no messages",
+    );
+    let old = snowflake_at(now_ms() - 15 * 24 * 60 * 60 * 1000);
+    assert_error(
+        &owner.call("POST", &bulk, body(&[&sent[0], &old])).await,
+        400,
+        50034,
+        "a message older than two weeks",
+    );
+    let unknown = format!("/channels/{}/messages/bulk-delete", snowflake_at(now_ms()));
+    assert_error(
+        &owner
+            .call("POST", &unknown, body(&[&sent[0], &sent[1]]))
+            .await,
+        404,
+        10003,
+        "an unknown channel",
+    );
+    let history = owner.ok("GET", &path, None).await;
+    assert_eq!(history.as_array().unwrap().len(), 4, "{history}");
+
+    // Three of the four, plus an id of no message: 204, the three go.
+    let nobody = snowflake_at(now_ms() - 1000);
+    let r = owner
+        .call(
+            "POST",
+            &bulk,
+            body(&[&sent[2], &sent[0], &nobody, &sent[3]]),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let d = gw.wait_for("MESSAGE_DELETE_BULK").await;
+    assert_eq!(d["ids"], json!([sent[2], sent[0], sent[3]]), "{d}");
+    assert_eq!(d["channel_id"], c.as_str());
+    assert_eq!(d["guild_id"], g.as_str());
+    let history = owner.ok("GET", &path, None).await;
+    let left: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [sent[1].as_str()]);
+    let entries = owner.audit_entries(&g, 73).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["target_id"], c.as_str());
+    assert_eq!(entries[0]["user_id"], owner_id.as_str());
+    assert_eq!(entries[0]["options"]["count"], "3");
+    // Naming only deleted messages changes nothing.
+    let r = owner.call("POST", &bulk, body(&[&sent[0], &sent[2]])).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(owner.audit_entries(&g, 73).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_embedded() {
+    bulk_delete(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_on_postgres_and_nats() {
+    bulk_delete(Shape::cluster().await).await;
+}

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use voice::client::{ClientPeer, Swarm};
 
-use crate::harness::{raw_gateway, Api, Gateway, Server, Shape};
+use crate::harness::{free_port, raw_gateway, Api, Gateway, Server, Shape};
 
 /// A gateway session with the GUILD_VOICE_STATES intent (1 << 7) besides GUILDS.
 async fn connect(url: &str, token: &str) -> Gateway {
@@ -431,15 +431,6 @@ async fn a_moved_member_gets_a_voice_server_update(shape: Shape) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_member_gets_a_voice_server_update_embedded() {
     a_moved_member_gets_a_voice_server_update(Shape::Embedded).await;
-}
-
-/// A port nobody listens on now (bound and released), for flags that need it in advance.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The clustered shape: one API node (`--role api`) and two voice nodes (`--role voice`)

@@ -15,7 +15,7 @@ use axum::routing::{get, patch, put};
 use axum::Router;
 use commands::{ChannelEdit, CommandError, MemberEdit, RoleEdit, RoleSpec};
 use domain::permissions::{Overwrite, OverwriteTarget, Permissions};
-use domain::{ChannelId, DomainError, GuildId, Resource, RoleId, UserId};
+use domain::{ChannelId, DomainError, GuildId, MessageId, Resource, RoleId, UserId};
 use projections::queries;
 use serde::{Deserialize, Deserializer};
 
@@ -63,6 +63,10 @@ pub fn routes() -> Router<AppState> {
             patch(edit_channel).delete(delete_channel),
         )
         .route("/guilds/{guild_id}/audit-logs", get(audit_log))
+        .route(
+            "/channels/{channel_id}/messages/bulk-delete",
+            axum::routing::post(bulk_delete),
+        )
 }
 
 fn no_content() -> Response {
@@ -188,6 +192,35 @@ impl<'de> Deserialize<'de> for Snowflake {
             .map(Snowflake)
             .ok_or_else(|| serde::de::Error::custom("Value is not snowflake."))
     }
+}
+
+#[derive(Deserialize)]
+struct BulkDeleteBody {
+    messages: Vec<Snowflake>,
+}
+
+/// `POST /channels/{id}/messages/bulk-delete` `{messages: [ids]}`: 2 to 100 messages at
+/// once (MANAGE_MESSAGES; none older than two weeks, 50034; no id twice). Ids of messages
+/// that do not exist or are already gone are skipped. One MESSAGE_DELETE_BULK. 204.
+async fn bulk_delete(
+    State(s): State<AppState>,
+    auth: Auth,
+    meta: Meta,
+    Path(channel_id): Path<String>,
+    Body(b): Body<BulkDeleteBody>,
+) -> ApiResult<Response> {
+    let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
+    let ids: Vec<MessageId> = b
+        .messages
+        .into_iter()
+        .map(|Snowflake(n)| MessageId::new(n))
+        .collect();
+    let position = s
+        .commands
+        .bulk_delete_messages(&meta.context(auth), channel_id, ids)
+        .await?;
+    s.settle(position).await?;
+    Ok(no_content())
 }
 
 /// A bad field of a body, as Discord reports it.

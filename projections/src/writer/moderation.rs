@@ -42,6 +42,7 @@ pub mod action {
     pub const INVITE_CREATE: i64 = 40;
     pub const INVITE_DELETE: i64 = 42;
     pub const MESSAGE_DELETE: i64 = 72;
+    pub const MESSAGE_BULK_DELETE: i64 = 73;
 }
 
 /// A change of an audit entry: `{key, old_value?, new_value?}`.
@@ -209,6 +210,13 @@ pub(crate) enum AuditOp {
         message_id: i64,
         actor: Option<i64>,
     },
+    /// `MessagesBulkDeleted`: MESSAGE_BULK_DELETE on the channel, with the count (the
+    /// channel's guild comes from its row).
+    BulkDelete {
+        entry: Entry,
+        channel_id: i64,
+        count: usize,
+    },
 }
 
 /// The fields of a channel that its CHANNEL_UPDATE audit entry compares, as stored.
@@ -276,6 +284,7 @@ impl AuditOp {
             AuditOp::GuildName { .. } => &[Table::Guilds],
             AuditOp::Invite { .. } => &[Table::Invites],
             AuditOp::Message { .. } => &[Table::Messages],
+            AuditOp::BulkDelete { .. } => &[Table::Channels],
         }
     }
 }
@@ -1060,6 +1069,29 @@ impl AuditOp {
                     }
                     _ => Ok(vec![]),
                 }
+            }
+            AuditOp::BulkDelete {
+                mut entry,
+                channel_id,
+                count,
+            } => {
+                let guild: Option<Option<i64>> = sqlx::query_scalar(&format!(
+                    "SELECT guild_id FROM {} WHERE id = $1",
+                    source(target, Table::Channels)
+                ))
+                .bind(channel_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(Some(g)) = guild else {
+                    return Ok(vec![]);
+                };
+                entry.guild_id = g;
+                Ok(vec![entry.row(
+                    Some(channel_id),
+                    action::MESSAGE_BULK_DELETE,
+                    vec![],
+                    Some(json!({ "count": count.to_string() })),
+                )])
             }
         }
     }
