@@ -160,6 +160,10 @@ async def scenario():
     if not isinstance(typist, discord.Member) or typist.guild.id != GUILD_ID:
         fail(f"the typing user is not the guild's member: {typist!r}")
     step("typing", str(typist.id))
+    # fetch_user is GET /users/{id}.
+    human = await bot.fetch_user(HUMAN_ID)
+    if human.id != HUMAN_ID or human.bot:
+        fail(f"fetch_user returned {human!r}")
     message = await awaited("ping")
     step("message", str(message.id))
 

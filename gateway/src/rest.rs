@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/users/@me", get(me))
         .route("/users/@me/guilds", get(my_guilds))
+        .route("/users/{user_id}", get(get_user))
         .route("/guilds", post(create_guild))
         .route("/guilds/{guild_id}", get(get_guild))
         .route(
@@ -167,6 +168,20 @@ async fn me(State(s): State<AppState>, auth: Auth) -> ApiResult<Response> {
         .await?
         .ok_or(ApiError::Unknown(Resource::User))?;
     Ok(ok(&crate::current_user(&user)))
+}
+
+/// `GET /users/{id}`: any user's public object (a library's `fetch_user`); Unknown User
+/// (10013) when there is none.
+async fn get_user(
+    State(s): State<AppState>,
+    _auth: Auth,
+    Path(user_id): Path<String>,
+) -> ApiResult<Response> {
+    let user_id: domain::UserId = path_id(&user_id, "user_id")?;
+    let user = queries::user(&s.db, user_id)
+        .await?
+        .ok_or(ApiError::Unknown(Resource::User))?;
+    Ok(ok(&user))
 }
 
 async fn my_guilds(State(s): State<AppState>, auth: Auth) -> ApiResult<Response> {

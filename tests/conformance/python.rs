@@ -1,6 +1,6 @@
 //! discord.py (conformance/python/bot.py, in the virtual environment scripts/test.sh
-//! makes): READY, the human typing, the human's message, a reply (sent while showing
-//! the bot typing), a role, an overwrite (with their
+//! makes): READY, the human typing, fetching the human's user, the human's message, a
+//! reply (sent while showing the bot typing), a role, an overwrite (with their
 //! dispatches arriving in discord.py's cache), an invite, and a command that reads
 //! `guild.me` permissions.
 

@@ -72,6 +72,7 @@ async fn every_route_rejects_missing_or_bad_auth_with_401() {
         ("GET", format!("/channels/{c}")),
         ("POST", format!("/channels/{c}/invites")),
         ("POST", format!("/channels/{c}/typing")),
+        ("GET", format!("/users/{g}")),
         ("POST", format!("/channels/{c}/messages/bulk-delete")),
         ("GET", format!("/channels/{c}/messages")),
         ("POST", format!("/channels/{c}/messages")),
@@ -334,6 +335,8 @@ async fn unknown_ids_and_malformed_ids_get_404_or_400() {
             10003,
         ),
         ("POST", "/channels/x/typing".into(), None, 400, 50035),
+        ("GET", format!("/users/{unknown}"), None, 404, 10013),
+        ("GET", "/users/someone".into(), None, 400, 50035),
         (
             "GET",
             format!("/channels/{c}/messages/{unknown}"),

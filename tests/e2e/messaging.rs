@@ -9,6 +9,13 @@ async fn two_users_talk_in_a_guild(shape: Shape) {
     let anon = server.api(None);
     let (alice, alice_id) = anon.register("alice").await;
     let (bob, bob_id) = anon.register("bob").await;
+    // Anyone's public user object (a library's fetch_user), without private fields.
+    let user = bob.ok("GET", &format!("/users/{alice_id}"), None).await;
+    assert_eq!(
+        (&user["id"], &user["username"], &user["bot"]),
+        (&json!(alice_id), &json!("alice"), &json!(false))
+    );
+    assert!(user.get("email").is_none(), "{user}");
 
     let guild = alice
         .ok("POST", "/guilds", Some(json!({ "name": "Chorus Club" })))
