@@ -674,6 +674,26 @@ impl Commands {
         Ok(outcome.position)
     }
 
+    /// Pins (`pin` true) or unpins a message (MANAGE_MESSAGES or PIN_MESSAGES; at most
+    /// 50 pins per channel); a repeat changes nothing.
+    #[tracing::instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn pin_message(
+        &self,
+        ctx: &Context,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        pin: bool,
+    ) -> Result<Position, CommandError> {
+        let outcome = self
+            .on_channel(ctx, channel_id, |_| ChannelCommand::Pin {
+                message_id,
+                actor: ctx.actor,
+                pin,
+            })
+            .await?;
+        Ok(outcome.position)
+    }
+
     /// Deletes 2 to 100 messages of a channel at once (VIEW_CHANNEL and MANAGE_MESSAGES;
     /// none older than two weeks): one `MessagesBulkDeleted` of those still live.
     #[tracing::instrument(skip(self, ctx, message_ids), fields(actor = %ctx.actor, messages = message_ids.len()))]

@@ -208,6 +208,17 @@ async def scenario():
         fail(f"MESSAGE_DELETE_BULK names the wrong messages: {payload!r}")
     step("purge", str(len(deleted)))
 
+    # pin() and pins() use Discord's /messages/pins routes (CHANNEL_PINS_UPDATE follows).
+    keep = await channel.send("pin me")
+    await keep.pin()
+    pins = [m async for m in channel.pins()]
+    if [m.id for m in pins] != [keep.id] or not pins[0].pinned or pins[0].pinned_at is None:
+        fail(f"pins() returned {pins!r}")
+    await keep.unpin()
+    if [m async for m in channel.pins()]:
+        fail("the unpinned message is still listed")
+    step("pins", str(keep.id))
+
     step("awaiting_command")
     await awaited("command")
 

@@ -56,14 +56,27 @@ pub enum ChannelEvent {
     MessagesBulkDeleted {
         message_ids: Vec<MessageId>,
     },
+    /// A live message is pinned to its channel.
+    MessagePinned {
+        message_id: MessageId,
+    },
+    /// A pinned message is unpinned (deleting a pinned message unpins it without this).
+    MessageUnpinned {
+        message_id: MessageId,
+    },
 }
 domain_event!(ChannelEvent {
     ChannelOpened,
     MessageCreated,
     MessageEdited,
     MessageDeleted,
-    MessagesBulkDeleted
+    MessagesBulkDeleted,
+    MessagePinned,
+    MessageUnpinned
 });
+
+/// The most messages a channel may have pinned (Discord's 30003 past it).
+pub const MAX_PINS: usize = 50;
 
 /// The fewest and the most messages one bulk delete names.
 pub const BULK_DELETE_MESSAGES: std::ops::RangeInclusive<usize> = 2..=100;
@@ -75,6 +88,7 @@ pub const BULK_DELETE_MAX_AGE_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 pub struct MessageState {
     pub author_id: UserId,
     pub deleted: bool,
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -87,9 +101,36 @@ pub struct ChannelState {
     nonce_order: VecDeque<(UserId, Nonce)>,
     /// Each author's newest message, for slowmode.
     last_by_author: HashMap<UserId, MessageId>,
+    /// How many live messages are pinned.
+    pins: usize,
 }
 
 impl ChannelState {
+    /// How many live messages are pinned.
+    pub fn pins(&self) -> usize {
+        self.pins
+    }
+
+    fn delete(&mut self, id: MessageId) {
+        self.set_pinned(id, false);
+        if let Some(m) = self.messages.get_mut(&id) {
+            m.deleted = true;
+        }
+    }
+
+    fn set_pinned(&mut self, id: MessageId, pinned: bool) {
+        if let Some(m) = self.messages.get_mut(&id) {
+            if m.pinned != pinned {
+                m.pinned = pinned;
+                if pinned {
+                    self.pins += 1;
+                } else {
+                    self.pins -= 1;
+                }
+            }
+        }
+    }
+
     /// The message an author already sent with this nonce, if it is still remembered.
     pub fn message_for_nonce(&self, author: UserId, nonce: &Nonce) -> Option<MessageId> {
         self.nonces.get(&(author, nonce.clone())).copied()
@@ -136,6 +177,7 @@ impl Aggregate for ChannelState {
                     MessageState {
                         author_id: *author_id,
                         deleted: false,
+                        pinned: false,
                     },
                 );
                 if let Some(nonce) = nonce {
@@ -151,18 +193,14 @@ impl Aggregate for ChannelState {
                 }
             }
             ChannelEvent::MessageEdited { .. } => {}
-            ChannelEvent::MessageDeleted { message_id } => {
-                if let Some(m) = self.messages.get_mut(message_id) {
-                    m.deleted = true;
-                }
-            }
+            ChannelEvent::MessageDeleted { message_id } => self.delete(*message_id),
             ChannelEvent::MessagesBulkDeleted { message_ids } => {
                 for id in message_ids {
-                    if let Some(m) = self.messages.get_mut(id) {
-                        m.deleted = true;
-                    }
+                    self.delete(*id);
                 }
             }
+            ChannelEvent::MessagePinned { message_id } => self.set_pinned(*message_id, true),
+            ChannelEvent::MessageUnpinned { message_id } => self.set_pinned(*message_id, false),
         }
     }
 }
@@ -199,6 +237,14 @@ pub enum ChannelCommand {
     BulkDelete {
         message_ids: Vec<MessageId>,
         actor: UserId,
+    },
+    /// Pins (`pin` true) or unpins a live message (VIEW_CHANNEL and MANAGE_MESSAGES or
+    /// PIN_MESSAGES); at most [`MAX_PINS`] per channel. Pinning a pinned message or
+    /// unpinning an unpinned one changes nothing.
+    Pin {
+        message_id: MessageId,
+        actor: UserId,
+        pin: bool,
     },
 }
 
@@ -349,6 +395,27 @@ pub fn decide_at(
             Ok(vec![ChannelEvent::MessagesBulkDeleted {
                 message_ids: live,
             }])
+        }
+        ChannelCommand::Pin {
+            message_id,
+            actor,
+            pin,
+        } => {
+            let perms = require_view(state, guild, actor, now_ms)?;
+            if !perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::PIN_MESSAGES) {
+                return Err(DomainError::MissingPermissions);
+            }
+            let message = live_message(state, message_id)?;
+            if message.pinned == pin {
+                return Ok(vec![]);
+            }
+            if !pin {
+                return Ok(vec![ChannelEvent::MessageUnpinned { message_id }]);
+            }
+            if state.pins >= MAX_PINS {
+                return Err(DomainError::MaxPins);
+            }
+            Ok(vec![ChannelEvent::MessagePinned { message_id }])
         }
     }
 }
@@ -625,6 +692,87 @@ mod tests {
             decide_at(&state, &guild(), bulk(&[fresh[0], old], OWNER), now).unwrap_err(),
             DomainError::MessagesTooOld
         );
+    }
+
+    fn pin(id: u64, actor: UserId, pin: bool) -> ChannelCommand {
+        ChannelCommand::Pin {
+            message_id: MessageId::new(id),
+            actor,
+            pin,
+        }
+    }
+
+    #[test]
+    fn a_moderator_pins_and_unpins_and_repeats_change_nothing() {
+        let history = vec![created(500, MEMBER)];
+        let state = given::<ChannelState>(&history);
+        assert_eq!(
+            decide(&state, &guild(), pin(500, MEMBER, true)).unwrap_err(),
+            DomainError::MissingPermissions,
+            "pinning is for moderators"
+        );
+        let pinned = decide(&state, &guild(), pin(500, OWNER, true)).unwrap();
+        assert_eq!(
+            pinned,
+            vec![ChannelEvent::MessagePinned {
+                message_id: MessageId::new(500)
+            }]
+        );
+        let history = [history, pinned].concat();
+        let state = given::<ChannelState>(&history);
+        assert_eq!(state.pins(), 1);
+        assert_eq!(
+            decide(&state, &guild(), pin(500, OWNER, true)).unwrap(),
+            vec![]
+        );
+        let unpinned = decide(&state, &guild(), pin(500, OWNER, false)).unwrap();
+        assert_eq!(
+            unpinned,
+            vec![ChannelEvent::MessageUnpinned {
+                message_id: MessageId::new(500)
+            }]
+        );
+        let state = given::<ChannelState>(&[history.clone(), unpinned].concat());
+        assert_eq!(state.pins(), 0);
+        assert_eq!(
+            decide(&state, &guild(), pin(500, OWNER, false)).unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            decide(&state, &guild(), pin(501, OWNER, true)).unwrap_err(),
+            DomainError::Unknown(Resource::Message)
+        );
+        // Deleting a pinned message unpins it.
+        let deleted = given::<ChannelState>(
+            &[
+                history,
+                vec![ChannelEvent::MessageDeleted {
+                    message_id: MessageId::new(500),
+                }],
+            ]
+            .concat(),
+        );
+        assert_eq!(deleted.pins(), 0);
+    }
+
+    #[test]
+    fn a_channel_holds_at_most_50_pins() {
+        let mut history: Vec<ChannelEvent> = (1..=51).map(|n| created(500 + n, MEMBER)).collect();
+        history.extend((1..=50).map(|n| ChannelEvent::MessagePinned {
+            message_id: MessageId::new(500 + n),
+        }));
+        let state = given::<ChannelState>(&history);
+        assert_eq!(state.pins(), MAX_PINS);
+        assert_eq!(
+            decide(&state, &guild(), pin(551, OWNER, true)).unwrap_err(),
+            DomainError::MaxPins
+        );
+        // Unpinning one makes room again.
+        history.push(ChannelEvent::MessageUnpinned {
+            message_id: MessageId::new(501),
+        });
+        let state = given::<ChannelState>(&history);
+        assert!(decide(&state, &guild(), pin(551, OWNER, true)).is_ok());
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum DomainError {
     /// A bulk delete named a message older than two weeks (50034).
     #[error("only messages under 14 days old can be bulk deleted")]
     MessagesTooOld,
+    /// The channel already has the most pins it may have (30003).
+    #[error("the channel already has the most pinned messages it may have")]
+    MaxPins,
 }
 
 impl DomainError {

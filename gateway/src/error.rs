@@ -21,6 +21,8 @@ pub enum ApiError {
     WrongChannelType,
     /// 50034: a bulk delete named a message older than two weeks.
     MessagesTooOld,
+    /// 30003: the channel has the most pins it may have.
+    MaxPins,
     /// 10026 Unknown Ban.
     UnknownBan,
     /// 20016: slowmode; `retry_after` in seconds.
@@ -79,6 +81,7 @@ impl From<DomainError> for ApiError {
             DomainError::Banned => ApiError::Banned,
             DomainError::WrongChannelType => ApiError::WrongChannelType,
             DomainError::MessagesTooOld => ApiError::MessagesTooOld,
+            DomainError::MaxPins => ApiError::MaxPins,
         }
     }
 }
@@ -181,6 +184,15 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 50034,
                 "You can only bulk delete messages that are under 14 days old.".into(),
+                None,
+            ),
+            ApiError::MaxPins => (
+                StatusCode::BAD_REQUEST,
+                30003,
+                format!(
+                    "Maximum number of pins reached ({})",
+                    domain::channel::MAX_PINS
+                ),
                 None,
             ),
             ApiError::UnknownBan => (StatusCode::NOT_FOUND, 10026, "Unknown Ban".into(), None),

@@ -612,6 +612,7 @@ impl Renderer {
                     edited_at: None,
                     deleted_at: None,
                     revision: to_i64(e.revision),
+                    pinned_at: None,
                 };
                 let msg = self.message(conn, &row).await?;
                 (
@@ -659,6 +660,23 @@ impl Renderer {
                 (
                     Some("MESSAGE_DELETE"),
                     "message_delete".to_owned(),
+                    guild,
+                    data,
+                )
+            }
+            ChannelEvent::MessagePinned { .. } | ChannelEvent::MessageUnpinned { .. } => {
+                let guild = queries::channel_row(conn, channel_id)
+                    .await?
+                    .and_then(|c| c.guild_id);
+                let last = queries::last_pin(conn, channel_id).await?;
+                let data = serde_json::json!({
+                    "guild_id": guild.map(|g| g.to_string()),
+                    "channel_id": channel_id.to_string(),
+                    "last_pin_timestamp": last.map(render::ts),
+                });
+                (
+                    Some("CHANNEL_PINS_UPDATE"),
+                    "channel_pins_update".to_owned(),
                     guild,
                     data,
                 )
@@ -793,6 +811,8 @@ const AUDITED: &[&str] = &[
     "InviteDeleted",
     "MessageDeleted",
     "MessagesBulkDeleted",
+    "MessagePinned",
+    "MessageUnpinned",
 ];
 
 /// The suffix of the stream id of `GUILD_AUDIT_LOG_ENTRY_CREATE` envelopes: they ride

@@ -66,6 +66,47 @@ pub(crate) async fn guild_row(conn: &mut AnyConnection, id: GuildId) -> Result<O
     Ok(row.as_ref().map(GuildRow::decode).transpose()?)
 }
 
+/// When the channel's most recently pinned live message was pinned (Unix ms), if any.
+pub(crate) async fn last_pin(conn: &mut AnyConnection, channel: ChannelId) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MAX(pinned_at) FROM messages WHERE channel_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id_param(channel))
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// A page of a channel's pinned live messages, the most recently pinned first: up to
+/// `limit` pinned before `before_ms` (Unix ms; `None`: the newest), each with when it
+/// was pinned, and whether more are left past the page.
+#[tracing::instrument(skip(db))]
+pub async fn pins(
+    db: &ReadDb,
+    channel_id: ChannelId,
+    before_ms: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<(i64, wire::Message)>, bool)> {
+    let mut conn = db.pool.acquire().await?;
+    let rows = sqlx::query(&format!(
+        "{MESSAGE_SELECT} WHERE m.channel_id = $1 AND m.deleted_at IS NULL \
+         AND m.pinned_at IS NOT NULL AND m.pinned_at < $2 \
+         ORDER BY m.pinned_at DESC, m.id DESC LIMIT $3"
+    ))
+    .bind(id_param(channel_id))
+    .bind(before_ms.unwrap_or(i64::MAX))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    let more = rows.len() > limit as usize;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let pinned_at = rows
+        .iter()
+        .map(|r| rows::opt_int(r, "pinned_at").map(Option::unwrap_or_default))
+        .collect::<std::result::Result<Vec<i64>, _>>()?;
+    let messages = render_messages(&mut conn, rows).await?;
+    Ok((pinned_at.into_iter().zip(messages).collect(), more))
+}
+
 pub(crate) async fn channel_row(
     conn: &mut AnyConnection,
     id: ChannelId,
@@ -440,7 +481,7 @@ pub async fn guild_ids_of(db: &ReadDb, user_id: UserId) -> Result<Vec<GuildId>> 
 }
 
 const MESSAGE_SELECT: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, \
-     m.nonce, m.tts, m.created_at, m.edited_at, m.deleted_at, m.revision, \
+     m.nonce, m.tts, m.created_at, m.edited_at, m.deleted_at, m.revision, m.pinned_at, \
      u.username AS author_username, u.bot AS author_bot, u.created_at AS author_created_at \
      FROM messages m \
      LEFT JOIN users u ON u.id = m.author_id";

@@ -123,7 +123,7 @@ pub(crate) fn message(
         attachments: Vec::new(),
         embeds: Vec::new(),
         reactions: Vec::new(),
-        pinned: false,
+        pinned: row.pinned_at.is_some(),
         kind: 0,
         flags: 0,
         components: Vec::new(),

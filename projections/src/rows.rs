@@ -229,11 +229,12 @@ pub(crate) struct MessageRow {
     pub edited_at: Option<i64>,
     pub deleted_at: Option<i64>,
     pub revision: i64,
+    pub pinned_at: Option<i64>,
 }
 
 impl MessageRow {
     pub const COLUMNS: &'static str = "id, channel_id, guild_id, author_id, content, nonce, tts, \
-         created_at, edited_at, deleted_at, revision";
+         created_at, edited_at, deleted_at, revision, pinned_at";
 
     pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(MessageRow {
@@ -248,6 +249,7 @@ impl MessageRow {
             edited_at: opt_int(row, "edited_at")?,
             deleted_at: opt_int(row, "deleted_at")?,
             revision: int(row, "revision")?,
+            pinned_at: opt_int(row, "pinned_at")?,
         })
     }
 }

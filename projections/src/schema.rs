@@ -219,6 +219,11 @@ const MESSAGES: &[Column] = &[
         Int,
         "channel stream revision of the last event that changed it",
     ),
+    null(
+        "pinned_at",
+        Int,
+        "when it was pinned, Unix ms; NULL when not pinned",
+    ),
 ];
 
 /// A read-model table.
@@ -424,7 +429,7 @@ fn render_table(dialect: Dialect, table: Table, physical: &str, comments: bool) 
 /// start-up. Earlier read-model migrations (`0002_read_models.sql`) are released and
 /// frozen; a schema change released after this one gets a new file name here, and the
 /// old file stays as it was.
-pub const MIGRATION_FILE: &str = "0004_read_models_v3.sql";
+pub const MIGRATION_FILE: &str = "0005_read_models_v4.sql";
 
 /// Names of read-model tables that released migrations created: the generated
 /// migration drops each one that still exists before it creates the current tables.
@@ -530,6 +535,14 @@ mod tests {
             (
                 "postgres/0003_read_models_v2.sql",
                 "23c60b03ffa0688a7c5e9141ed0671ce2704fa034a3f3610bcddb94104ad95ac",
+            ),
+            (
+                "sqlite/0004_read_models_v3.sql",
+                "f62525c7658900ad6cfdf43753709707e432e438e684c20a3249a2da4528d265",
+            ),
+            (
+                "postgres/0004_read_models_v3.sql",
+                "e836da091ab4ce006b2cfbb46885fdef4ac4f4769b5af57a414059e4acb587c5",
             ),
         ];
         for (file, sha256) in released {

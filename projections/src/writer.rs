@@ -106,6 +106,13 @@ enum Op {
         deleted_at: i64,
         revision: i64,
     },
+    /// Set or clear a message's pin time.
+    Pin {
+        channel_id: i64,
+        id: i64,
+        pinned_at: Option<i64>,
+        revision: i64,
+    },
     /// Add to an invite's uses.
     InviteUses { code: String, n: i64 },
     /// A statement on one table, run in log order (`{t}` is the table's physical name).
@@ -125,6 +132,7 @@ const MSG_CONTENT: usize = 4;
 const MSG_EDITED_AT: usize = 8;
 const MSG_DELETED_AT: usize = 9;
 const MSG_REVISION: usize = 10;
+const MSG_PINNED_AT: usize = 11;
 /// Column index of `uses` in an invite insert row.
 const INVITE_USES: usize = 6;
 
@@ -346,6 +354,7 @@ impl Plan {
                             Val::OptInt(None),
                             Val::OptInt(None),
                             Val::Int(revision),
+                            Val::OptInt(None),
                         ],
                     ));
                     self.pending_messages.entry(id).or_insert(i);
@@ -383,6 +392,40 @@ impl Plan {
                     let id = to_i64(message_id.get());
                     self.message_deleted_audit(e, stream_channel, id, at);
                     self.message_gone(stream_channel, id, at, revision);
+                    true
+                }
+                Some(
+                    ev
+                    @ (ChannelEvent::MessagePinned { .. } | ChannelEvent::MessageUnpinned { .. }),
+                ) => {
+                    let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
+                    let (message_id, pinned_at) = match ev {
+                        ChannelEvent::MessagePinned { message_id } => (message_id, Some(at)),
+                        ChannelEvent::MessageUnpinned { message_id } => (message_id, None),
+                        _ => unreachable!("matched above"),
+                    };
+                    let id = to_i64(message_id.get());
+                    self.push(Op::Audit(AuditOp::Pin {
+                        entry: Entry::of(e, 0, at, 0),
+                        channel_id: stream_channel,
+                        message_id: id,
+                        pinned: pinned_at.is_some(),
+                    }));
+                    if let Some(Op::Insert(_, row)) = self
+                        .pending_messages
+                        .get(&id)
+                        .and_then(|i| self.ops.get_mut(*i))
+                    {
+                        row[MSG_PINNED_AT] = Val::OptInt(pinned_at);
+                        row[MSG_REVISION] = Val::Int(revision);
+                    } else {
+                        self.push(Op::Pin {
+                            channel_id: stream_channel,
+                            id,
+                            pinned_at,
+                            revision,
+                        });
+                    }
                     true
                 }
                 Some(ChannelEvent::MessagesBulkDeleted { message_ids }) => {
@@ -643,6 +686,24 @@ impl Plan {
                     .execute(&mut *conn)
                     .await?;
                 }
+                Op::Pin {
+                    channel_id,
+                    id,
+                    pinned_at,
+                    revision,
+                } if target.includes(Table::Messages) => {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET pinned_at = $3, revision = $4 \
+                         WHERE channel_id = $1 AND id = $2",
+                        target.name(Table::Messages)
+                    ))
+                    .bind(channel_id)
+                    .bind(id)
+                    .bind(pinned_at)
+                    .bind(revision)
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 Op::InviteUses { code, n } if target.includes(Table::Invites) => {
                     sqlx::query(&format!(
                         "UPDATE {} SET uses = uses + $2 WHERE code = $1",
@@ -653,7 +714,7 @@ impl Plan {
                     .execute(&mut *conn)
                     .await?;
                 }
-                Op::Edit { .. } | Op::Delete { .. } | Op::InviteUses { .. } => {}
+                Op::Edit { .. } | Op::Delete { .. } | Op::Pin { .. } | Op::InviteUses { .. } => {}
             }
         }
         if target.includes(Table::Channels) {

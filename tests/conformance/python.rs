@@ -1,8 +1,8 @@
 //! discord.py (conformance/python/bot.py, in the virtual environment scripts/test.sh
 //! makes): READY, the human typing, fetching the human's user, the human's message, a
 //! reply (sent while showing the bot typing), a role, an overwrite (with their
-//! dispatches arriving in discord.py's cache), an invite, and a command that reads
-//! `guild.me` permissions.
+//! dispatches arriving in discord.py's cache), an invite, a purge (bulk delete), pinning
+//! and listing pins, and a command that reads `guild.me` permissions.
 
 use std::path::PathBuf;
 
@@ -50,6 +50,7 @@ async fn discord_py_bot_round_trip() {
         .await;
     assert_eq!(invite["guild"]["id"], world.guild_id.as_str());
     assert_eq!(bot.step("purge", 15), "3");
+    bot.step("pins", 15);
     bot.step("awaiting_command", 15);
     world.human_says("!perms").await;
     let perms = bot.step("command", 15);

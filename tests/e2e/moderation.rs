@@ -741,3 +741,150 @@ async fn bulk_delete_embedded() {
 async fn bulk_delete_on_postgres_and_nats() {
     bulk_delete(Shape::cluster().await).await;
 }
+
+/// Pins: a moderator pins and unpins, everyone who can view the channel gets
+/// CHANNEL_PINS_UPDATE, `GET /pins` lists them (most recent first) with `pinned` set, the
+/// audit log records MESSAGE_PIN and MESSAGE_UNPIN, and refusals have Discord's shape.
+async fn pins(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (owner, owner_id) = anon.register("owner").await;
+    let (member, member_id) = anon.register("member").await;
+    let g = owner.create_guild("Pinned").await;
+    let channels = owner
+        .ok("GET", &format!("/guilds/{g}/channels"), None)
+        .await;
+    let c = id(&channels[0]);
+    owner.invite(&member, &c).await;
+    let mut gw = Gateway::connect(&server.ws, member.token.as_deref().unwrap()).await;
+    let path = format!("/channels/{c}/messages");
+    let first = id(&member
+        .ok("POST", &path, Some(json!({ "content": "first" })))
+        .await);
+    let second = id(&owner
+        .ok("POST", &path, Some(json!({ "content": "second" })))
+        .await);
+    let pin = |m: &str| format!("/channels/{c}/pins/{m}");
+
+    assert_error(
+        &member.call("PUT", &pin(&first), None).await,
+        403,
+        50013,
+        "a member pins",
+    );
+    assert_error(
+        &owner.call("PUT", &pin(&snowflake_at(now_ms())), None).await,
+        404,
+        10008,
+        "an unknown message",
+    );
+    assert_error(
+        &owner
+            .call("PUT", &format!("/channels/{c}/pins/x"), None)
+            .await,
+        400,
+        50035,
+        "a bad id",
+    );
+
+    for m in [&first, &second] {
+        let r = owner.call("PUT", &pin(m), None).await;
+        assert_eq!(r.status, 204, "{r:?}");
+        let d = gw.wait_for("CHANNEL_PINS_UPDATE").await;
+        assert_eq!(
+            (&d["channel_id"], &d["guild_id"]),
+            (&json!(c), &json!(g)),
+            "{d}"
+        );
+        assert!(
+            d["last_pin_timestamp"]
+                .as_str()
+                .unwrap()
+                .ends_with("+00:00"),
+            "{d}"
+        );
+    }
+    // Pinning again changes nothing.
+    assert_eq!(owner.call("PUT", &pin(&first), None).await.status, 204);
+    let pins = member.ok("GET", &format!("/channels/{c}/pins"), None).await;
+    let listed: Vec<&str> = pins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [second.as_str(), first.as_str()], "{pins}");
+    assert!(
+        pins.as_array().unwrap().iter().all(|m| m["pinned"] == true),
+        "{pins}"
+    );
+    let got = member.ok("GET", &format!("{path}/{first}"), None).await;
+    assert_eq!(got["pinned"], true);
+    // The paginated route: one pin per page, the next page before the last pin time.
+    let page = member
+        .ok("GET", &format!("/channels/{c}/messages/pins?limit=1"), None)
+        .await;
+    assert_eq!(page["has_more"], true, "{page}");
+    assert_eq!(page["items"][0]["message"]["id"], second.as_str(), "{page}");
+    let before = page["items"][0]["pinned_at"].as_str().unwrap().to_owned();
+    let page = member
+        .ok(
+            "GET",
+            &format!(
+                "/channels/{c}/messages/pins?limit=1&before={}",
+                before.replace('+', "%2B")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(page["items"][0]["message"]["id"], first.as_str(), "{page}");
+    assert_eq!(page["has_more"], false, "{page}");
+    assert_error(
+        &member
+            .call(
+                "GET",
+                &format!("/channels/{c}/messages/pins?before=yesterday"),
+                None,
+            )
+            .await,
+        400,
+        50035,
+        "a bad before",
+    );
+
+    let r = owner
+        .call(
+            "DELETE",
+            &format!("/channels/{c}/messages/pins/{second}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    gw.wait_for("CHANNEL_PINS_UPDATE").await;
+    let pins = member.ok("GET", &format!("/channels/{c}/pins"), None).await;
+    assert_eq!(pins.as_array().unwrap().len(), 1, "{pins}");
+    assert_eq!(pins[0]["id"], first.as_str());
+    // Deleting a pinned message takes it off the list.
+    owner.call("DELETE", &format!("{path}/{first}"), None).await;
+    let pins = member.ok("GET", &format!("/channels/{c}/pins"), None).await;
+    assert_eq!(pins, json!([]));
+
+    let pinned = owner.audit_entries(&g, 74).await;
+    assert_eq!(pinned.len(), 2, "{pinned:?}");
+    // Newest first: the owner's own message, then the member's.
+    assert_eq!(pinned[0]["target_id"], owner_id.as_str());
+    assert_eq!(pinned[1]["target_id"], member_id.as_str());
+    assert_eq!(pinned[1]["options"]["message_id"], first.as_str());
+    assert_eq!(pinned[1]["options"]["channel_id"], c.as_str());
+    assert_eq!(owner.audit_entries(&g, 75).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_embedded() {
+    pins(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_on_postgres_and_nats() {
+    pins(Shape::cluster().await).await;
+}

@@ -18,6 +18,7 @@ use domain::permissions::{Overwrite, OverwriteTarget, Permissions};
 use domain::{ChannelId, DomainError, GuildId, MessageId, Resource, RoleId, UserId};
 use projections::queries;
 use serde::{Deserialize, Deserializer};
+use serde_json::json;
 
 use super::{ok, Params};
 use crate::error::{ApiError, ApiResult};
@@ -66,6 +67,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/channels/{channel_id}/messages/bulk-delete",
             axum::routing::post(bulk_delete),
+        )
+        // Discord's pin routes since 2025, which current libraries call, and the older
+        // ones, which earlier releases call.
+        .route("/channels/{channel_id}/messages/pins", get(pins_page))
+        .route(
+            "/channels/{channel_id}/messages/pins/{message_id}",
+            put(pin).delete(unpin),
+        )
+        .route("/channels/{channel_id}/pins", get(list_pins))
+        .route(
+            "/channels/{channel_id}/pins/{message_id}",
+            put(pin).delete(unpin),
         )
 }
 
@@ -221,6 +234,98 @@ async fn bulk_delete(
         .await?;
     s.settle(position).await?;
     Ok(no_content())
+}
+
+/// Whether `user` may read the channel's pins: Unknown Channel / Missing Access as for any
+/// channel read; false without READ_MESSAGE_HISTORY (Discord then shows no pins).
+async fn may_read_pins(s: &AppState, auth: Auth, channel_id: ChannelId) -> ApiResult<bool> {
+    let (_, perms) = s.commands.channel_access(auth.user_id, channel_id).await?;
+    Ok(perms.contains(Permissions::READ_MESSAGE_HISTORY))
+}
+
+/// `GET /channels/{id}/messages/pins?before&limit`: a page of pinned messages, the most
+/// recently pinned first: `{items: [{pinned_at, message}], has_more}`; `before` is an
+/// ISO 8601 time (a pin time from the previous page), `limit` 1-50 (50).
+async fn pins_page(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(channel_id): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
+    let limit = params.limit(50, 50)?;
+    let before = match params.0.get("before") {
+        Some(raw) => Some(i64::try_from(parse_time("before", raw)?).unwrap_or(i64::MAX)),
+        None => None,
+    };
+    if !may_read_pins(&s, auth, channel_id).await? {
+        return Ok(ok(&json!({ "items": [], "has_more": false })));
+    }
+    let (items, has_more) = queries::pins(&s.db, channel_id, before, limit).await?;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|(at, message)| {
+            json!({
+                "pinned_at": domain::timefmt::discord_ms(u64::try_from(at).unwrap_or(0)),
+                "message": message,
+            })
+        })
+        .collect();
+    Ok(ok(&json!({ "items": items, "has_more": has_more })))
+}
+
+/// `GET /channels/{id}/pins` (the older route): the pinned messages, the most recently
+/// pinned first, as an array.
+async fn list_pins(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(channel_id): Path<String>,
+) -> ApiResult<Response> {
+    let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
+    if !may_read_pins(&s, auth, channel_id).await? {
+        return Ok(ok(&Vec::<serde_json::Value>::new()));
+    }
+    let (items, _) =
+        queries::pins(&s.db, channel_id, None, domain::channel::MAX_PINS as u32).await?;
+    Ok(ok(&items.into_iter().map(|(_, m)| m).collect::<Vec<_>>()))
+}
+
+async fn set_pin(
+    s: AppState,
+    auth: Auth,
+    meta: Meta,
+    (channel_id, message_id): (String, String),
+    pin: bool,
+) -> ApiResult<Response> {
+    let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
+    let message_id: MessageId = path_id(&message_id, "message_id")?;
+    let position = s
+        .commands
+        .pin_message(&meta.context(auth), channel_id, message_id, pin)
+        .await?;
+    s.settle(position).await?;
+    Ok(no_content())
+}
+
+/// `PUT /channels/{id}/pins/{message}`: pins a message (MANAGE_MESSAGES or PIN_MESSAGES;
+/// at most 50 per channel, 30003). CHANNEL_PINS_UPDATE. 204.
+async fn pin(
+    State(s): State<AppState>,
+    auth: Auth,
+    meta: Meta,
+    Path(ids): Path<(String, String)>,
+) -> ApiResult<Response> {
+    set_pin(s, auth, meta, ids, true).await
+}
+
+/// `DELETE /channels/{id}/pins/{message}`: unpins it. CHANNEL_PINS_UPDATE. 204.
+async fn unpin(
+    State(s): State<AppState>,
+    auth: Auth,
+    meta: Meta,
+    Path(ids): Path<(String, String)>,
+) -> ApiResult<Response> {
+    set_pin(s, auth, meta, ids, false).await
 }
 
 /// A bad field of a body, as Discord reports it.

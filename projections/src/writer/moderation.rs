@@ -43,6 +43,8 @@ pub mod action {
     pub const INVITE_DELETE: i64 = 42;
     pub const MESSAGE_DELETE: i64 = 72;
     pub const MESSAGE_BULK_DELETE: i64 = 73;
+    pub const MESSAGE_PIN: i64 = 74;
+    pub const MESSAGE_UNPIN: i64 = 75;
 }
 
 /// A change of an audit entry: `{key, old_value?, new_value?}`.
@@ -210,6 +212,14 @@ pub(crate) enum AuditOp {
         message_id: i64,
         actor: Option<i64>,
     },
+    /// `MessagePinned` / `MessageUnpinned`: MESSAGE_PIN / MESSAGE_UNPIN on the message's
+    /// author, with the channel and the message (the guild and author come from its row).
+    Pin {
+        entry: Entry,
+        channel_id: i64,
+        message_id: i64,
+        pinned: bool,
+    },
     /// `MessagesBulkDeleted`: MESSAGE_BULK_DELETE on the channel, with the count (the
     /// channel's guild comes from its row).
     BulkDelete {
@@ -285,6 +295,7 @@ impl AuditOp {
             AuditOp::Invite { .. } => &[Table::Invites],
             AuditOp::Message { .. } => &[Table::Messages],
             AuditOp::BulkDelete { .. } => &[Table::Channels],
+            AuditOp::Pin { .. } => &[Table::Messages],
         }
     }
 }
@@ -1069,6 +1080,41 @@ impl AuditOp {
                     }
                     _ => Ok(vec![]),
                 }
+            }
+            AuditOp::Pin {
+                mut entry,
+                channel_id,
+                message_id,
+                pinned,
+            } => {
+                let row = sqlx::query(&format!(
+                    "SELECT author_id, guild_id FROM {} WHERE channel_id = $1 AND id = $2",
+                    source(target, Table::Messages)
+                ))
+                .bind(channel_id)
+                .bind(message_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(row) = row else { return Ok(vec![]) };
+                let author: i64 = row.try_get(0)?;
+                let Some(guild) = row.try_get::<Option<i64>, _>(1)? else {
+                    return Ok(vec![]);
+                };
+                entry.guild_id = guild;
+                let action = if pinned {
+                    action::MESSAGE_PIN
+                } else {
+                    action::MESSAGE_UNPIN
+                };
+                Ok(vec![entry.row(
+                    Some(author),
+                    action,
+                    vec![],
+                    Some(json!({
+                        "channel_id": to_u64(channel_id).to_string(),
+                        "message_id": to_u64(message_id).to_string(),
+                    })),
+                )])
             }
             AuditOp::BulkDelete {
                 mut entry,
