@@ -813,6 +813,27 @@ fn source(target: &Target, t: Table) -> String {
     }
 }
 
+/// A message's author and guild, from its row (`None`: no such row).
+async fn message_author(
+    conn: &mut AnyConnection,
+    target: &Target,
+    channel_id: i64,
+    message_id: i64,
+) -> Result<Option<(i64, Option<i64>)>> {
+    let row = sqlx::query(&format!(
+        "SELECT author_id, guild_id FROM {} WHERE channel_id = $1 AND id = $2",
+        source(target, Table::Messages)
+    ))
+    .bind(channel_id)
+    .bind(message_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+        None => None,
+    })
+}
+
 async fn role_name(
     conn: &mut AnyConnection,
     target: &Target,
@@ -1057,17 +1078,11 @@ impl AuditOp {
                 message_id,
                 actor,
             } => {
-                let row = sqlx::query(&format!(
-                    "SELECT author_id, guild_id FROM {} WHERE channel_id = $1 AND id = $2",
-                    source(target, Table::Messages)
-                ))
-                .bind(channel_id)
-                .bind(message_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some(row) = row else { return Ok(vec![]) };
-                let author: i64 = row.try_get(0)?;
-                let guild: Option<i64> = row.try_get(1)?;
+                let Some((author, guild)) =
+                    message_author(conn, target, channel_id, message_id).await?
+                else {
+                    return Ok(vec![]);
+                };
                 match (guild, actor) {
                     (Some(g), Some(a)) if a != author => {
                         entry.guild_id = g;
@@ -1087,17 +1102,9 @@ impl AuditOp {
                 message_id,
                 pinned,
             } => {
-                let row = sqlx::query(&format!(
-                    "SELECT author_id, guild_id FROM {} WHERE channel_id = $1 AND id = $2",
-                    source(target, Table::Messages)
-                ))
-                .bind(channel_id)
-                .bind(message_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some(row) = row else { return Ok(vec![]) };
-                let author: i64 = row.try_get(0)?;
-                let Some(guild) = row.try_get::<Option<i64>, _>(1)? else {
+                let Some((author, Some(guild))) =
+                    message_author(conn, target, channel_id, message_id).await?
+                else {
                     return Ok(vec![]);
                 };
                 entry.guild_id = guild;
