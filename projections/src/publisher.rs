@@ -720,7 +720,9 @@ impl Renderer {
             Some(g) => queries::member_row(conn, g, row.author_id).await?,
             None => None,
         };
-        Ok(render::message(row, &author, member.as_ref()))
+        let mut msg = render::message(row, &author, member.as_ref());
+        queries::fill_mentions(conn, &mut msg).await?;
+        Ok(msg)
     }
 
     async fn invite_event(

@@ -55,6 +55,59 @@ pub(crate) async fn user_row(conn: &mut AnyConnection, id: UserId) -> Result<Opt
     Ok(row.as_ref().map(UserRow::decode).transpose()?)
 }
 
+/// Fills a rendered message's `mentions` (the users its content mentions that exist) and
+/// `mention_roles` (the roles it mentions that its guild has), in content order.
+pub(crate) async fn fill_mentions(conn: &mut AnyConnection, msg: &mut wire::Message) -> Result<()> {
+    let (users, roles) = render::mentioned_ids(&msg.content);
+    if !users.is_empty() {
+        let sql = format!(
+            "SELECT {} FROM users WHERE id IN ({})",
+            UserRow::COLUMNS,
+            placeholders(1, users.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for u in &users {
+            q = q.bind(to_i64(*u));
+        }
+        let found = q
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(UserRow::decode)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        msg.mentions = users
+            .iter()
+            .filter_map(|u| found.iter().find(|r| r.id.get() == *u))
+            .map(render::user)
+            .collect();
+    }
+    if let (false, Some(guild)) = (roles.is_empty(), msg.guild_id) {
+        let sql = format!(
+            "SELECT id FROM roles WHERE guild_id = $1 AND id IN ({})",
+            placeholders(2, roles.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(id_param(guild));
+        for r in &roles {
+            q = q.bind(to_i64(*r));
+        }
+        let found = q.fetch_all(&mut *conn).await?;
+        msg.mention_roles = roles
+            .iter()
+            .filter(|r| found.contains(&to_i64(**r)))
+            .filter_map(|r| domain::Id::new_checked(*r))
+            .collect();
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, ...`: `n` bind placeholders.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) async fn guild_row(conn: &mut AnyConnection, id: GuildId) -> Result<Option<GuildRow>> {
     let row = sqlx::query(&format!(
         "SELECT {} FROM guilds WHERE id = $1",
@@ -514,7 +567,9 @@ async fn render_messages(conn: &mut AnyConnection, rows: &[AnyRow]) -> Result<Ve
             }
             None => None,
         };
-        out.push(render::message(&m, &author, member));
+        let mut msg = render::message(&m, &author, member);
+        fill_mentions(conn, &mut msg).await?;
+        out.push(msg);
     }
     Ok(out)
 }

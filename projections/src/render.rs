@@ -294,3 +294,76 @@ pub(crate) fn invite_create(row: &InviteRow, inviter: Option<&UserRow>) -> wire:
         expires_at: row.expires_at().map(ts),
     }
 }
+
+/// The most users, and the most roles, one message's mentions list.
+pub(crate) const MAX_MENTIONS: usize = 100;
+
+/// The user and role ids a message's content mentions, as Discord writes them (`<@id>`,
+/// `<@!id>`, `<@&id>`): each once, in the order they first appear, at most
+/// [`MAX_MENTIONS`] of each. Whether they exist is for the caller to check.
+pub(crate) fn mentioned_ids(content: &str) -> (Vec<u64>, Vec<u64>) {
+    let (mut users, mut roles) = (Vec::new(), Vec::new());
+    let mut rest = content;
+    while let Some(at) = rest.find("<@") {
+        rest = &rest[at + 2..];
+        let (is_role, body) = match rest.as_bytes().first() {
+            Some(b'&') => (true, &rest[1..]),
+            Some(b'!') => (false, &rest[1..]),
+            _ => (false, rest),
+        };
+        let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || body.as_bytes().get(digits) != Some(&b'>') {
+            continue;
+        }
+        let Ok(id) = body[..digits].parse::<u64>() else {
+            continue;
+        };
+        let list = if is_role { &mut roles } else { &mut users };
+        if id != 0 && list.len() < MAX_MENTIONS && !list.contains(&id) {
+            list.push(id);
+        }
+    }
+    (users, roles)
+}
+
+#[cfg(test)]
+mod mention_tests {
+    use super::mentioned_ids;
+
+    #[test]
+    fn user_and_role_mentions_are_found_once_each_in_order() {
+        let (users, roles) =
+            mentioned_ids("hi <@12> and <@!34>, <@&56> <@12> <@&56> <@!12> <@&78>");
+        assert_eq!(users, [12, 34]);
+        assert_eq!(roles, [56, 78]);
+    }
+
+    #[test]
+    fn what_only_looks_like_a_mention_is_not_one() {
+        for text in [
+            "<@>",
+            "<@12",
+            "<@ 12>",
+            "<@x12>",
+            "<@&>",
+            "<@!!12>",
+            "<@0>",
+            "@everyone",
+            "<12>",
+            "<@99999999999999999999999>",
+            "<@12a>",
+        ] {
+            assert_eq!(mentioned_ids(text), (vec![], vec![]), "{text}");
+        }
+        // A broken one does not hide the next.
+        assert_eq!(mentioned_ids("<@<@7>").0, [7]);
+    }
+
+    #[test]
+    fn at_most_100_of_each() {
+        let text: String = (1..=150).map(|n| format!("<@{n}><@&{n}>")).collect();
+        let (users, roles) = mentioned_ids(&text);
+        assert_eq!((users.len(), roles.len()), (100, 100));
+        assert_eq!(users[99], 100);
+    }
+}

@@ -636,3 +636,76 @@ async fn typing_reaches_who_can_see_the_channel_embedded() {
 async fn typing_reaches_who_can_see_the_channel_on_postgres_and_nats() {
     typing_reaches_who_can_see_the_channel(Shape::cluster().await).await;
 }
+
+/// Mentions in a message's content (`<@id>`, `<@!id>`, `<@&id>`) are listed in
+/// `mentions` (the users, once each) and `mention_roles` (the guild's roles), in the POST's
+/// answer, in MESSAGE_CREATE and in the history, as bot libraries read them.
+async fn mentions_are_listed(shape: Shape) {
+    let server = Server::start(&shape);
+    let anon = server.api(None);
+    let (alice, _) = anon.register("alice").await;
+    let (bob, bob_id) = anon.register("bob").await;
+    let g = alice.create_guild("Mentions").await;
+    let channels = alice
+        .ok("GET", &format!("/guilds/{g}/channels"), None)
+        .await;
+    let c = channels[0]["id"].as_str().unwrap().to_owned();
+    alice.invite(&bob, &c).await;
+    let role = alice
+        .ok(
+            "POST",
+            &format!("/guilds/{g}/roles"),
+            Some(json!({ "name": "helpers" })),
+        )
+        .await;
+    let role_id = role["id"].as_str().unwrap().to_owned();
+    let mut bob_gw = Gateway::connect(&server.ws, bob.token.as_deref().unwrap()).await;
+    let content = format!(
+        "hey <@{bob_id}>, <@!{bob_id}> and <@&{role_id}>; not <@1234567890123> nor <@&{c}>"
+    );
+    let sent = alice
+        .ok(
+            "POST",
+            &format!("/channels/{c}/messages"),
+            Some(json!({ "content": content })),
+        )
+        .await;
+    let created = bob_gw.wait_for("MESSAGE_CREATE").await;
+    let history = alice
+        .ok("GET", &format!("/channels/{c}/messages"), None)
+        .await;
+    for (what, m) in [
+        ("POST", &sent),
+        ("MESSAGE_CREATE", &created),
+        ("history", &history[0]),
+    ] {
+        let mentions = m["mentions"].as_array().unwrap();
+        assert_eq!(mentions.len(), 1, "{what}: {m}");
+        assert_eq!(mentions[0]["id"], bob_id.as_str(), "{what}: {m}");
+        assert_eq!(mentions[0]["username"], "bob", "{what}: {m}");
+        assert_eq!(m["mention_roles"], json!([role_id]), "{what}: {m}");
+        assert_eq!(m["mention_everyone"], false, "{what}: {m}");
+    }
+    // Without mentions both lists are empty.
+    let plain = alice
+        .ok(
+            "POST",
+            &format!("/channels/{c}/messages"),
+            Some(json!({ "content": "<@bob>" })),
+        )
+        .await;
+    assert_eq!(
+        (&plain["mentions"], &plain["mention_roles"]),
+        (&json!([]), &json!([]))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_are_listed_embedded() {
+    mentions_are_listed(Shape::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_are_listed_on_postgres_and_nats() {
+    mentions_are_listed(Shape::cluster().await).await;
+}
