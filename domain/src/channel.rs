@@ -43,6 +43,10 @@ pub enum ChannelEvent {
         content: Content,
         nonce: Option<Nonce>,
         tts: bool,
+        /// The content says @everyone or @here and the author may mention everyone
+        /// (MENTION_EVERYONE). Absent from events stored before it existed: false.
+        #[serde(default)]
+        mention_everyone: bool,
     },
     MessageEdited {
         message_id: MessageId,
@@ -326,6 +330,8 @@ pub fn decide_at(
                     }
                 }
             }
+            let mention_everyone = perms.contains(Permissions::MENTION_EVERYONE)
+                && (content.as_str().contains("@everyone") || content.as_str().contains("@here"));
             Ok(vec![ChannelEvent::MessageCreated {
                 message_id,
                 channel_id,
@@ -334,6 +340,7 @@ pub fn decide_at(
                 content,
                 nonce,
                 tts: tts && perms.contains(Permissions::SEND_TTS_MESSAGES),
+                mention_everyone,
             }])
         }
         ChannelCommand::Edit {
@@ -491,6 +498,7 @@ mod tests {
             content: Content::parse("hello").unwrap(),
             nonce: None,
             tts: false,
+            mention_everyone: false,
         }
     }
 
@@ -503,6 +511,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(events, vec![created(500, MEMBER)]);
+    }
+
+    #[test]
+    fn a_message_mentions_everyone_only_if_its_author_may() {
+        let says = |g: &GuildState, author, text: &str| {
+            let mut cmd = send(500, author, None, false);
+            if let ChannelCommand::Send { content, .. } = &mut cmd {
+                *content = Content::parse(text).unwrap();
+            }
+            match decide(&ChannelState::default(), g, cmd).unwrap().as_slice() {
+                [ChannelEvent::MessageCreated {
+                    mention_everyone, ..
+                }] => *mention_everyone,
+                other => panic!("{other:?}"),
+            }
+        };
+        let g = guild();
+        assert!(says(&g, MEMBER, "hi @everyone"));
+        assert!(says(&g, MEMBER, "@here, look"));
+        assert!(!says(&g, MEMBER, "hi everyone"));
+        // Without MENTION_EVERYONE for @everyone, only the owner still does.
+        let mut g = guild();
+        let everyone = g.everyone_role_id().unwrap();
+        let without = g
+            .everyone_permissions
+            .difference(Permissions::MENTION_EVERYONE);
+        g.everyone_permissions = without;
+        g.roles.get_mut(&everyone).unwrap().permissions = without;
+        assert!(!says(&g, MEMBER, "hi @everyone"));
+        assert!(says(&g, OWNER, "hi @everyone"));
     }
 
     #[test]
@@ -901,6 +939,7 @@ mod tests {
             content: Content::parse("hello").unwrap(),
             nonce: None,
             tts: false,
+            mention_everyone: false,
         }
     }
 

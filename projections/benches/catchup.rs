@@ -153,6 +153,7 @@ async fn fill(store: &DynStore, n: u64) -> u64 {
                             .is_multiple_of(3)
                             .then(|| domain::values::Nonce::parse(&k.to_string()).expect("nonce")),
                         tts: false,
+                        mention_everyone: false,
                     }
                 };
                 events.push(new_event(&e, at));

@@ -598,6 +598,7 @@ impl Renderer {
                 content,
                 nonce,
                 tts,
+                mention_everyone,
             } => {
                 // Rendered from the event itself: the row may already show later edits.
                 let row = MessageRow {
@@ -613,6 +614,7 @@ impl Renderer {
                     deleted_at: None,
                     revision: to_i64(e.revision),
                     pinned_at: None,
+                    mention_everyone,
                 };
                 let msg = self.message(conn, &row).await?;
                 (

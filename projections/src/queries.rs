@@ -535,6 +535,7 @@ pub async fn guild_ids_of(db: &ReadDb, user_id: UserId) -> Result<Vec<GuildId>> 
 
 const MESSAGE_SELECT: &str = "SELECT m.id, m.channel_id, m.guild_id, m.author_id, m.content, \
      m.nonce, m.tts, m.created_at, m.edited_at, m.deleted_at, m.revision, m.pinned_at, \
+     m.mention_everyone, \
      u.username AS author_username, u.bot AS author_bot, u.created_at AS author_created_at \
      FROM messages m \
      LEFT JOIN users u ON u.id = m.author_id";

@@ -117,7 +117,7 @@ pub(crate) fn message(
         timestamp: ts(row.created_at),
         edited_timestamp: row.edited_at.map(ts),
         tts: row.tts,
-        mention_everyone: false,
+        mention_everyone: row.mention_everyone,
         mentions: Vec::new(),
         mention_roles: Vec::new(),
         attachments: Vec::new(),

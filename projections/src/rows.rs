@@ -230,11 +230,12 @@ pub(crate) struct MessageRow {
     pub deleted_at: Option<i64>,
     pub revision: i64,
     pub pinned_at: Option<i64>,
+    pub mention_everyone: bool,
 }
 
 impl MessageRow {
     pub const COLUMNS: &'static str = "id, channel_id, guild_id, author_id, content, nonce, tts, \
-         created_at, edited_at, deleted_at, revision, pinned_at";
+         created_at, edited_at, deleted_at, revision, pinned_at, mention_everyone";
 
     pub fn decode(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(MessageRow {
@@ -250,6 +251,7 @@ impl MessageRow {
             deleted_at: opt_int(row, "deleted_at")?,
             revision: int(row, "revision")?,
             pinned_at: opt_int(row, "pinned_at")?,
+            mention_everyone: flag(row, "mention_everyone")?,
         })
     }
 }

@@ -224,6 +224,11 @@ const MESSAGES: &[Column] = &[
         Int,
         "when it was pinned, Unix ms; NULL when not pinned",
     ),
+    col(
+        "mention_everyone",
+        Int,
+        "1 if it mentions @everyone or @here and its author may",
+    ),
 ];
 
 /// A read-model table.
@@ -429,7 +434,7 @@ fn render_table(dialect: Dialect, table: Table, physical: &str, comments: bool) 
 /// start-up. Earlier read-model migrations (`0002_read_models.sql`) are released and
 /// frozen; a schema change released after this one gets a new file name here, and the
 /// old file stays as it was.
-pub const MIGRATION_FILE: &str = "0005_read_models_v4.sql";
+pub const MIGRATION_FILE: &str = "0006_read_models_v5.sql";
 
 /// Names of read-model tables that released migrations created: the generated
 /// migration drops each one that still exists before it creates the current tables.
@@ -543,6 +548,14 @@ mod tests {
             (
                 "postgres/0004_read_models_v3.sql",
                 "e836da091ab4ce006b2cfbb46885fdef4ac4f4769b5af57a414059e4acb587c5",
+            ),
+            (
+                "sqlite/0005_read_models_v4.sql",
+                "a44a2eb630f9d42b34bff3d3c949a0b1a15203b0f016421d15273f9cd697c46f",
+            ),
+            (
+                "postgres/0005_read_models_v4.sql",
+                "d6777f594d943304f7055b9dde18303c9d0709587fa7bb6c88f8349e02fa0d29",
             ),
         ];
         for (file, sha256) in released {

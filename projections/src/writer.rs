@@ -337,6 +337,7 @@ impl Plan {
                     content,
                     nonce,
                     tts,
+                    mention_everyone,
                 }) => {
                     let id = to_i64(message_id.get());
                     let channel = to_i64(channel_id.get());
@@ -355,6 +356,7 @@ impl Plan {
                             Val::OptInt(None),
                             Val::Int(revision),
                             Val::OptInt(None),
+                            b(mention_everyone),
                         ],
                     ));
                     self.pending_messages.entry(id).or_insert(i);
@@ -944,6 +946,7 @@ mod tests {
             content: Content::parse("hi").unwrap(),
             nonce: None,
             tts: false,
+            mention_everyone: false,
         }
     }
 

@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::harness::{free_port, raw_gateway, Gateway, Server, Shape};
+use crate::harness::{free_port, raw_gateway, Api, Gateway, Server, Shape};
 
 /// Two users meet in a guild: an invite, two gateway sessions, and messages that reach
 /// both sessions in channel order and appear in the channel's history.
@@ -697,6 +697,39 @@ async fn mentions_are_listed(shape: Shape) {
     assert_eq!(
         (&plain["mentions"], &plain["mention_roles"]),
         (&json!([]), &json!([]))
+    );
+
+    // @everyone counts when its author may mention everyone: here, once the channel
+    // denies MENTION_EVERYONE to @everyone, the owner still may and Bob no longer.
+    let say = |who: &Api, text: &str| {
+        let (who, path) = (who.clone(), format!("/channels/{c}/messages"));
+        let body = json!({ "content": text });
+        async move { who.ok("POST", &path, Some(body)).await }
+    };
+    assert_eq!(say(&bob, "@everyone look").await["mention_everyone"], true);
+    alice
+        .ok(
+            "PUT",
+            &format!("/channels/{c}/permissions/{g}"),
+            Some(json!({ "type": 0, "allow": "0", "deny": (1u64 << 17).to_string() })),
+        )
+        .await;
+    let denied = say(&bob, "@everyone look").await;
+    assert_eq!(denied["mention_everyone"], false, "{denied}");
+    assert_eq!(say(&alice, "@here look").await["mention_everyone"], true);
+    let history = alice
+        .ok("GET", &format!("/channels/{c}/messages?limit=3"), None)
+        .await;
+    let flags: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["mention_everyone"])
+        .collect();
+    assert_eq!(
+        flags,
+        [&json!(true), &json!(false), &json!(true)],
+        "{history}"
     );
 }
 
