@@ -40,6 +40,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Whether the envelope announces an event of the log. An ephemeral dispatch (such as
+    /// TYPING_START) is published with `position` 0, which no logged event has: it has no
+    /// revision to deduplicate or backfill by and nothing a READY could have included.
+    pub fn is_logged(&self) -> bool {
+        self.position != 0
+    }
+
     /// Encodes the envelope as JSON.
     pub fn to_bytes(&self) -> Result<Bytes, BusError> {
         Ok(Bytes::from(serde_json::to_vec(self)?))
@@ -68,6 +75,16 @@ mod tests {
             user_ids: vec![u64::MAX],
             data: json!({"id": "99", "content": "hi"}),
         }
+    }
+
+    #[test]
+    fn only_position_zero_is_ephemeral() {
+        assert!(sample().is_logged());
+        let ephemeral = Envelope {
+            position: 0,
+            ..sample()
+        };
+        assert!(!ephemeral.is_logged());
     }
 
     #[test]

@@ -641,18 +641,14 @@ impl Renderer {
                     )
                 }
                 None => {
-                    let guild = queries::channel_row(conn, channel_id)
-                        .await?
-                        .and_then(|c| c.guild_id);
+                    let guild = queries::channel_guild(conn, channel_id).await?;
                     (None, snake(&e.event_type), guild, serde_json::Value::Null)
                 }
             },
             ChannelEvent::MessageDeleted { message_id } => {
                 let guild = match queries::message_row(conn, channel_id, message_id).await? {
                     Some(row) => row.guild_id,
-                    None => queries::channel_row(conn, channel_id)
-                        .await?
-                        .and_then(|c| c.guild_id),
+                    None => queries::channel_guild(conn, channel_id).await?,
                 };
                 let data = to_json(&crate::wire::MessageDelete {
                     id: message_id,
@@ -667,9 +663,7 @@ impl Renderer {
                 )
             }
             ChannelEvent::MessagePinned { .. } | ChannelEvent::MessageUnpinned { .. } => {
-                let guild = queries::channel_row(conn, channel_id)
-                    .await?
-                    .and_then(|c| c.guild_id);
+                let guild = queries::channel_guild(conn, channel_id).await?;
                 let last = queries::last_pin(conn, channel_id).await?;
                 let data = serde_json::json!({
                     "guild_id": guild.map(|g| g.to_string()),
@@ -684,9 +678,7 @@ impl Renderer {
                 )
             }
             ChannelEvent::MessagesBulkDeleted { message_ids } => {
-                let guild = queries::channel_row(conn, channel_id)
-                    .await?
-                    .and_then(|c| c.guild_id);
+                let guild = queries::channel_guild(conn, channel_id).await?;
                 let data = to_json(&crate::wire::MessageDeleteBulk {
                     ids: message_ids,
                     channel_id,

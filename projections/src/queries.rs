@@ -160,6 +160,14 @@ pub async fn pins(
     Ok((pinned_at.into_iter().zip(messages).collect(), more))
 }
 
+/// The guild of a channel, from its row (`None` for a DM channel or a missing row).
+pub(crate) async fn channel_guild(
+    conn: &mut AnyConnection,
+    id: ChannelId,
+) -> Result<Option<GuildId>> {
+    Ok(channel_row(conn, id).await?.and_then(|c| c.guild_id))
+}
+
 pub(crate) async fn channel_row(
     conn: &mut AnyConnection,
     id: ChannelId,

@@ -370,11 +370,7 @@ impl Plan {
                 }) => {
                     let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
                     let id = to_i64(message_id.get());
-                    if let Some(Op::Insert(_, row)) = self
-                        .pending_messages
-                        .get(&id)
-                        .and_then(|i| self.ops.get_mut(*i))
-                    {
+                    if let Some(row) = self.pending_message(id) {
                         row[MSG_CONTENT] = Val::Text(content.into_string());
                         row[MSG_EDITED_AT] = Val::OptInt(Some(at));
                         row[MSG_REVISION] = Val::Int(revision);
@@ -396,38 +392,12 @@ impl Plan {
                     self.message_gone(stream_channel, id, at, revision);
                     true
                 }
-                Some(
-                    ev
-                    @ (ChannelEvent::MessagePinned { .. } | ChannelEvent::MessageUnpinned { .. }),
-                ) => {
-                    let stream_channel = stream_snowflake(&e.stream_id).unwrap_or_default();
-                    let (message_id, pinned_at) = match ev {
-                        ChannelEvent::MessagePinned { message_id } => (message_id, Some(at)),
-                        ChannelEvent::MessageUnpinned { message_id } => (message_id, None),
-                        _ => unreachable!("matched above"),
-                    };
-                    let id = to_i64(message_id.get());
-                    self.push(Op::Audit(AuditOp::Pin {
-                        entry: Entry::of(e, 0, at, 0),
-                        channel_id: stream_channel,
-                        message_id: id,
-                        pinned: pinned_at.is_some(),
-                    }));
-                    if let Some(Op::Insert(_, row)) = self
-                        .pending_messages
-                        .get(&id)
-                        .and_then(|i| self.ops.get_mut(*i))
-                    {
-                        row[MSG_PINNED_AT] = Val::OptInt(pinned_at);
-                        row[MSG_REVISION] = Val::Int(revision);
-                    } else {
-                        self.push(Op::Pin {
-                            channel_id: stream_channel,
-                            id,
-                            pinned_at,
-                            revision,
-                        });
-                    }
+                Some(ChannelEvent::MessagePinned { message_id }) => {
+                    self.message_pin(e, message_id, Some(at), at, revision);
+                    true
+                }
+                Some(ChannelEvent::MessageUnpinned { message_id }) => {
+                    self.message_pin(e, message_id, None, at, revision);
                     true
                 }
                 Some(ChannelEvent::MessagesBulkDeleted { message_ids }) => {
@@ -548,16 +518,22 @@ impl Plan {
         }
     }
 
-    /// Plans the audit entry of a message deletion by someone else than its author (read
-    /// at write time, unless the message was created in this batch).
-    /// Marks a message deleted at `at` (by the event at stream `revision`): folded into its
-    /// pending insert when it was created in the same batch.
-    fn message_gone(&mut self, channel_id: i64, id: i64, at: i64, revision: i64) {
-        if let Some(Op::Insert(_, row)) = self
+    /// The insert row of message `id` when it was created in this batch (a later change
+    /// of it is folded into the row instead of updating it after the insert).
+    fn pending_message(&mut self, id: i64) -> Option<&mut Vec<Val>> {
+        match self
             .pending_messages
             .get(&id)
             .and_then(|i| self.ops.get_mut(*i))
         {
+            Some(Op::Insert(_, row)) => Some(row),
+            _ => None,
+        }
+    }
+
+    /// Marks a message deleted at `at` (by the event at stream `revision`).
+    fn message_gone(&mut self, channel_id: i64, id: i64, at: i64, revision: i64) {
+        if let Some(row) = self.pending_message(id) {
             row[MSG_DELETED_AT] = Val::OptInt(Some(at));
             row[MSG_REVISION] = Val::Int(revision);
         } else {
@@ -570,16 +546,45 @@ impl Plan {
         }
     }
 
+    /// Pins (`pinned_at` set) or unpins a message, with its MESSAGE_PIN / MESSAGE_UNPIN
+    /// audit entry.
+    fn message_pin(
+        &mut self,
+        e: &RecordedEvent,
+        message_id: domain::MessageId,
+        pinned_at: Option<i64>,
+        at: i64,
+        revision: i64,
+    ) {
+        let channel_id = stream_snowflake(&e.stream_id).unwrap_or_default();
+        let id = to_i64(message_id.get());
+        self.push(Op::Audit(AuditOp::Pin {
+            entry: Entry::of(e, 0, at, 0),
+            channel_id,
+            message_id: id,
+            pinned: pinned_at.is_some(),
+        }));
+        if let Some(row) = self.pending_message(id) {
+            row[MSG_PINNED_AT] = Val::OptInt(pinned_at);
+            row[MSG_REVISION] = Val::Int(revision);
+        } else {
+            self.push(Op::Pin {
+                channel_id,
+                id,
+                pinned_at,
+                revision,
+            });
+        }
+    }
+
+    /// Plans the audit entry of a message deletion by someone else than its author (read
+    /// at write time, unless the message was created in this batch).
     fn message_deleted_audit(&mut self, e: &RecordedEvent, channel: i64, id: i64, at: i64) {
         let actor = match e.metadata.actor {
             store::Actor::User(a) | store::Actor::Bot(a) => Some(to_i64(a)),
             _ => return,
         };
-        if let Some(Op::Insert(_, row)) = self
-            .pending_messages
-            .get(&id)
-            .and_then(|i| self.ops.get(*i))
-        {
+        if let Some(row) = self.pending_message(id) {
             if matches!(row.get(3), Some(Val::Int(author)) if Some(*author) == actor) {
                 return;
             }

@@ -596,30 +596,20 @@ async fn typing_reaches_who_can_see_the_channel(shape: Shape) {
     }
 
     // Who cannot send there is refused, in Discord's shapes.
-    let r = carol
-        .call("POST", &format!("/channels/{general}/typing"), None)
-        .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_u64()),
-        (403, Some(50001)),
-        "{r:?}"
-    );
-    let r = bob
-        .call("POST", &format!("/channels/{hidden}/typing"), None)
-        .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_u64()),
-        (403, Some(50001)),
-        "{r:?}"
-    );
-    let r = alice
-        .call("POST", &format!("/channels/{category}/typing"), None)
-        .await;
-    assert_eq!(
-        (r.status, r.body["code"].as_u64()),
-        (400, Some(50024)),
-        "{r:?}"
-    );
+    for (who, channel, status, code) in [
+        (&carol, &general, 403, 50001),
+        (&bob, &hidden, 403, 50001),
+        (&alice, &category, 400, 50024),
+    ] {
+        let r = who
+            .call("POST", &format!("/channels/{channel}/typing"), None)
+            .await;
+        assert_eq!(
+            (r.status, r.body["code"].as_u64()),
+            (status, Some(code)),
+            "{r:?}"
+        );
+    }
     // Nothing was recorded: the channel has no messages.
     let history = alice
         .ok("GET", &format!("/channels/{general}/messages"), None)

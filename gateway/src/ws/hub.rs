@@ -366,7 +366,7 @@ impl Hub {
     }
 
     /// Publishes a dispatch to a guild's channel that is never stored (TYPING_START): an
-    /// envelope at position 0, which no logged event has, so every node delivers it to
+    /// envelope at position 0, not [`Envelope::is_logged`], so every node delivers it to
     /// the sessions that can view the channel without deduplicating, backfilling or
     /// dropping it as older than a READY.
     pub async fn publish_ephemeral(
@@ -392,8 +392,7 @@ impl Hub {
     }
 
     async fn route(&self, topic: Topic, env: Envelope) {
-        if env.position == 0 {
-            // Ephemeral: not in the log, so nothing to deduplicate or backfill by.
+        if !env.is_logged() {
             self.deliver(topic, env).await;
             return;
         }
@@ -537,8 +536,7 @@ impl Hub {
         let Some(mut dispatch) = Dispatch::new(name, &env.data) else {
             return;
         };
-        // Ephemeral dispatches (position 0) reflect nothing a READY could have included.
-        dispatch.position = (env.position != 0).then_some(env.position);
+        dispatch.position = env.is_logged().then_some(env.position);
         let dispatch = Arc::new(dispatch);
         let joins = match (topic, dispatch.name.as_str(), env.guild_id) {
             (Topic::User(_), "GUILD_CREATE", Some(g)) => Some(g),
