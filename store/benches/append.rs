@@ -90,7 +90,8 @@ struct Subject {
 
 fn event(i: usize) -> NewEvent {
     NewEvent {
-        event_id: Uuid::new_v4(),
+        // Time-ordered, as the command handlers make them (`commands::encode`).
+        event_id: Uuid::now_v7(),
         event_type: "MessageCreated".into(),
         version: 1,
         data: json!({
