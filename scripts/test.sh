@@ -102,5 +102,25 @@ if ! pkg-config --exists openssl 2>/dev/null; then
   exit 1
 fi
 
+# Every PostgreSQL test makes a database of its own (chorus_*). When the run ends, pass or
+# fail, drop the ones it made, so that repeated runs do not fill the disk. A database
+# that is still in use (another run's) cannot be dropped without FORCE and is left alone.
+chorus_databases() {
+  psql "$pg_url/postgres" -XAtq \
+    -c "SELECT datname FROM pg_database WHERE datname LIKE 'chorus\_%'" | sort
+}
+if command -v psql >/dev/null 2>&1 && databases_before="$(chorus_databases)"; then
+  drop_databases_made_by_this_run() {
+    local name
+    comm -13 <(printf '%s\n' "$databases_before") <(chorus_databases) | while read -r name; do
+      psql "$pg_url/postgres" -XAtq -c "DROP DATABASE IF EXISTS \"$name\"" >/dev/null 2>&1 || true
+    done
+  }
+  trap drop_databases_made_by_this_run EXIT
+else
+  echo "note: psql is missing or cannot list databases; the test databases (chorus_*) this" >&2
+  echo "      run makes stay behind." >&2
+fi
+
 export CHORUS_TEST_DATABASE_URL="$pg_url" CHORUS_TEST_NATS_URL="$nats_url"
 cargo test --workspace "$@"
