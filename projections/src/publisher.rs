@@ -715,7 +715,7 @@ impl Renderer {
             None => None,
         };
         let mut msg = render::message(row, &author, member.as_ref());
-        queries::fill_mentions(conn, &mut msg).await?;
+        queries::fill_mentions(conn, std::slice::from_mut(&mut msg)).await?;
         Ok(msg)
     }
 

@@ -8,7 +8,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use domain::{ChannelId, GuildId, MessageId, UserId};
+use domain::{ChannelId, GuildId, MessageId, RoleId, UserId};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::Row as _;
@@ -55,47 +55,70 @@ pub(crate) async fn user_row(conn: &mut AnyConnection, id: UserId) -> Result<Opt
     Ok(row.as_ref().map(UserRow::decode).transpose()?)
 }
 
-/// Fills a rendered message's `mentions` (the users its content mentions that exist) and
-/// `mention_roles` (the roles it mentions that its guild has), in content order.
-pub(crate) async fn fill_mentions(conn: &mut AnyConnection, msg: &mut wire::Message) -> Result<()> {
-    let (users, roles) = render::mentioned_ids(&msg.content);
-    if !users.is_empty() {
+/// Fills rendered messages' `mentions` (the users each one's content mentions that exist)
+/// and `mention_roles` (the roles it mentions that its guild has), in content order, with
+/// one query for the users and one for the roles of all of them.
+pub(crate) async fn fill_mentions(
+    conn: &mut AnyConnection,
+    msgs: &mut [wire::Message],
+) -> Result<()> {
+    let mentioned: Vec<(Vec<u64>, Vec<u64>)> = msgs
+        .iter()
+        .map(|m| render::mentioned_ids(&m.content))
+        .collect();
+    let distinct = |ids: &mut dyn Iterator<Item = u64>| {
+        let mut ids: Vec<u64> = ids.collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let user_ids = distinct(&mut mentioned.iter().flat_map(|(u, _)| u.iter().copied()));
+    let role_ids = distinct(&mut mentioned.iter().flat_map(|(_, r)| r.iter().copied()));
+    let mut users: HashMap<u64, UserRow> = HashMap::new();
+    if !user_ids.is_empty() {
         let sql = format!(
             "SELECT {} FROM users WHERE id IN ({})",
             UserRow::COLUMNS,
-            placeholders(1, users.len())
+            placeholders(1, user_ids.len())
         );
         let mut q = sqlx::query(&sql);
-        for u in &users {
+        for u in &user_ids {
             q = q.bind(to_i64(*u));
         }
-        let found = q
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(UserRow::decode)
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        msg.mentions = users
-            .iter()
-            .filter_map(|u| found.iter().find(|r| r.id.get() == *u))
-            .map(render::user)
-            .collect();
+        for row in q.fetch_all(&mut *conn).await? {
+            let user = UserRow::decode(&row)?;
+            users.insert(user.id.get(), user);
+        }
     }
-    if let (false, Some(guild)) = (roles.is_empty(), msg.guild_id) {
+    // Role ids are snowflakes, unique across guilds; each message keeps its guild's.
+    let mut roles: HashMap<RoleId, GuildId> = HashMap::new();
+    if !role_ids.is_empty() {
         let sql = format!(
-            "SELECT id FROM roles WHERE guild_id = $1 AND id IN ({})",
-            placeholders(2, roles.len())
+            "SELECT guild_id, id FROM roles WHERE id IN ({})",
+            placeholders(1, role_ids.len())
         );
-        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(id_param(guild));
-        for r in &roles {
+        let mut q = sqlx::query(&sql);
+        for r in &role_ids {
             q = q.bind(to_i64(*r));
         }
-        let found = q.fetch_all(&mut *conn).await?;
-        msg.mention_roles = roles
+        for row in q.fetch_all(&mut *conn).await? {
+            roles.insert(rows::id(&row, "id")?, rows::id(&row, "guild_id")?);
+        }
+    }
+    for (msg, (user_ids, role_ids)) in msgs.iter_mut().zip(mentioned) {
+        msg.mentions = user_ids
             .iter()
-            .filter(|r| found.contains(&to_i64(**r)))
-            .filter_map(|r| domain::Id::new_checked(*r))
+            .filter_map(|u| users.get(u))
+            .map(render::user)
             .collect();
+        msg.mention_roles = match msg.guild_id {
+            Some(guild) => role_ids
+                .into_iter()
+                .filter_map(RoleId::new_checked)
+                .filter(|r| roles.get(r) == Some(&guild))
+                .collect(),
+            None => Vec::new(),
+        };
     }
     Ok(())
 }
@@ -576,10 +599,9 @@ async fn render_messages(conn: &mut AnyConnection, rows: &[AnyRow]) -> Result<Ve
             }
             None => None,
         };
-        let mut msg = render::message(&m, &author, member);
-        fill_mentions(conn, &mut msg).await?;
-        out.push(msg);
+        out.push(render::message(&m, &author, member));
     }
+    fill_mentions(conn, &mut out).await?;
     Ok(out)
 }
 

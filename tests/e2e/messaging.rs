@@ -688,6 +688,16 @@ async fn mentions_are_listed(shape: Shape) {
         (&plain["mentions"], &plain["mention_roles"]),
         (&json!([]), &json!([]))
     );
+    // A page's mentions are looked up together, and each message keeps its own.
+    let page = alice
+        .ok("GET", &format!("/channels/{c}/messages"), None)
+        .await;
+    assert_eq!(
+        (&page[0]["mentions"], &page[0]["mention_roles"]),
+        (&json!([]), &json!([]))
+    );
+    assert_eq!(page[1]["mentions"][0]["id"], bob_id.as_str());
+    assert_eq!(page[1]["mention_roles"], json!([role_id]));
 
     // @everyone counts when its author may mention everyone: here, once the channel
     // denies MENTION_EVERYONE to @everyone, the owner still may and Bob no longer.
