@@ -3,6 +3,7 @@
 use domain::channel::{self, ChannelCommand, ChannelEvent, ChannelState};
 use domain::guild::{self, ChannelKind, GuildCommand, GuildState};
 use domain::invite::{self, InviteCommand, InviteInfo, InviteState};
+pub(crate) use domain::timefmt::now_ms;
 use domain::user::{self, UserCommand, UserState, UsernameState};
 use domain::values::{ChannelName, Content, GuildName, Nonce, Password, Topic, Username};
 use domain::{streams, Aggregate, ChannelId, DomainError, GuildId, MessageId, Resource, UserId};
@@ -64,10 +65,6 @@ pub struct InviteSpec {
     pub max_age: u32,
     pub max_uses: u32,
     pub temporary: bool,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    domain::timefmt::unix_ms(time::OffsetDateTime::now_utc())
 }
 
 fn invite_code() -> String {

@@ -8,6 +8,7 @@
 //! commands are rare next to messages, and the guild's lock is held while deciding so that
 //! permission changes and voice decisions are ordered.
 
+use domain::timefmt::now_ms;
 use domain::voice::{self, VoiceCommand, VoiceEvent, VoiceState, VoiceStates};
 use domain::{streams, ChannelId, GuildId, UserId};
 use rand::Rng;
@@ -29,10 +30,6 @@ pub struct VoiceOutcome {
     pub mute: bool,
     /// See `mute`.
     pub deaf: bool,
-}
-
-fn now_ms() -> u64 {
-    domain::timefmt::unix_ms(time::OffsetDateTime::now_utc())
 }
 
 impl Commands {

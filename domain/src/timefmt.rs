@@ -29,6 +29,11 @@ pub fn unix_ms(t: OffsetDateTime) -> u64 {
     (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64
 }
 
+/// Unix milliseconds now, by the system clock.
+pub fn now_ms() -> u64 {
+    unix_ms(OffsetDateTime::now_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -343,9 +343,7 @@ async fn typing(
     let channel_id: ChannelId = path_id(&channel_id, "channel_id")?;
     let guild_id = s.commands.typing(auth.user_id, channel_id).await?;
     let member = queries::member(&s.db, guild_id, auth.user_id).await?;
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let timestamp = domain::timefmt::now_ms() / 1000;
     let data = json!({
         "channel_id": channel_id.to_string(),
         "guild_id": guild_id.to_string(),

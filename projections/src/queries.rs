@@ -6,7 +6,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use domain::{ChannelId, GuildId, MessageId, RoleId, UserId};
 use sqlx::any::AnyRow;
@@ -689,9 +688,7 @@ pub async fn message(
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    to_i64(domain::timefmt::now_ms())
 }
 
 /// An invite that can still be used (`None` if unknown, expired or used up), with the

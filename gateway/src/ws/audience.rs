@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use bus::Envelope;
 use domain::guild::GuildState;
 use domain::permissions::Permissions;
+use domain::timefmt::now_ms;
 use domain::{ChannelId, GuildId, UserId};
 use store::DynStore;
 
@@ -74,10 +75,6 @@ async fn advance(view: &mut View, store: &DynStore, guild: GuildId, to: u64) -> 
 pub(crate) struct Views {
     store: DynStore,
     views: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<View>>>>,
-}
-
-fn now_ms() -> u64 {
-    domain::timefmt::unix_ms(time::OffsetDateTime::now_utc())
 }
 
 impl Views {
