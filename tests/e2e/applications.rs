@@ -16,10 +16,7 @@ async fn a_bot_joins_a_guild_and_talks(shape: Shape) {
         .ok("POST", "/guilds", Some(json!({ "name": "Bots" })))
         .await;
     let guild_id = guild["id"].as_str().unwrap().to_owned();
-    let channels = owner
-        .ok("GET", &format!("/guilds/{guild_id}/channels"), None)
-        .await;
-    let channel_id = channels[0]["id"].as_str().unwrap().to_owned();
+    let channel_id = owner.first_channel(&guild_id).await;
     owner.invite(&member, &channel_id).await;
 
     // The application and its bot.

@@ -34,10 +34,7 @@ async fn world() -> World {
         .ok("POST", "/guilds", Some(json!({ "name": "Bad Input" })))
         .await;
     let guild = guild["id"].as_str().unwrap().to_owned();
-    let channels = owner
-        .ok("GET", &format!("/guilds/{guild}/channels"), None)
-        .await;
-    let channel = channels[0]["id"].as_str().unwrap().to_owned();
+    let channel = owner.first_channel(&guild).await;
     let message = owner
         .ok(
             "POST",

@@ -153,10 +153,7 @@ async fn projections_are_rebuilt_while_the_server_keeps_serving() {
         .ok("POST", "/guilds", Some(json!({ "name": "Rebuilt" })))
         .await;
     let gid = guild["id"].as_str().unwrap();
-    let channels = alice
-        .ok("GET", &format!("/guilds/{gid}/channels"), None)
-        .await;
-    let cid = channels[0]["id"].as_str().unwrap().to_owned();
+    let cid = alice.first_channel(gid).await;
     for i in 0..30 {
         alice
             .ok(

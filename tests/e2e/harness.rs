@@ -280,6 +280,14 @@ impl Api {
         guild["id"].as_str().expect("guild id").to_owned()
     }
 
+    /// The id of `guild`'s first channel (a new guild's general text channel).
+    pub async fn first_channel(&self, guild: &str) -> String {
+        let channels = self
+            .ok("GET", &format!("/guilds/{guild}/channels"), None)
+            .await;
+        channels[0]["id"].as_str().expect("channel id").to_owned()
+    }
+
     /// The audit log entries of `guild` with `action_type`, newest first.
     pub async fn audit_entries(&self, guild: &str, action_type: u16) -> Vec<Value> {
         let log = self

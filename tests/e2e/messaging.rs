@@ -205,10 +205,7 @@ async fn a_message_posted_on_one_node_reaches_a_client_on_another() {
         .ok("POST", "/guilds", Some(json!({ "name": "Cluster" })))
         .await;
     let guild_id = guild["id"].as_str().unwrap();
-    let channels = alice
-        .ok("GET", &format!("/guilds/{guild_id}/channels"), None)
-        .await;
-    let general = channels[0]["id"].as_str().unwrap().to_owned();
+    let general = alice.first_channel(guild_id).await;
 
     // Alice's token works on node B (the log is shared); she listens there.
     let mut on_b = Gateway::connect(&b.ws, alice.token.as_deref().unwrap()).await;
@@ -276,10 +273,7 @@ async fn a_client_resumes_on_the_node_ready_named() {
         .ok("POST", "/guilds", Some(json!({ "name": "Balanced" })))
         .await;
     let guild_id = guild["id"].as_str().unwrap();
-    let channels = alice
-        .ok("GET", &format!("/guilds/{guild_id}/channels"), None)
-        .await;
-    let general = channels[0]["id"].as_str().unwrap().to_owned();
+    let general = alice.first_channel(guild_id).await;
     let say = |content: &'static str| {
         let alice = alice.clone();
         let path = format!("/channels/{general}/messages");
@@ -520,10 +514,7 @@ async fn typing_reaches_who_can_see_the_channel(shape: Shape) {
     let (bob, _) = anon.register("bob").await;
     let (carol, _) = anon.register("carol").await;
     let g = alice.create_guild("Typing").await;
-    let channels = alice
-        .ok("GET", &format!("/guilds/{g}/channels"), None)
-        .await;
-    let general = channels[0]["id"].as_str().unwrap().to_owned();
+    let general = alice.first_channel(&g).await;
     alice.invite(&bob, &general).await;
     let create = |name: &str, kind: u8| {
         let alice = alice.clone();
@@ -636,10 +627,7 @@ async fn mentions_are_listed(shape: Shape) {
     let (alice, _) = anon.register("alice").await;
     let (bob, bob_id) = anon.register("bob").await;
     let g = alice.create_guild("Mentions").await;
-    let channels = alice
-        .ok("GET", &format!("/guilds/{g}/channels"), None)
-        .await;
-    let c = channels[0]["id"].as_str().unwrap().to_owned();
+    let c = alice.first_channel(&g).await;
     alice.invite(&bob, &c).await;
     let role = alice
         .ok(
